@@ -1,0 +1,89 @@
+"""Checkpoints: a state_dict plus metadata, written atomically, read with ``weights_only=True``.
+
+File layout (one ``torch.save`` dict): ``{"format": FORMAT, "meta": {...}, "state_dict": {...}}``
+with meta keys ``arch``, ``dataset``, ``num_classes``, ``in_channels``, ``accuracy`` (test, 0..1),
+``recipe`` (the TrainConfig as a dict, or any dict), ``torch_version`` and free-form extras.
+
+The pretrained registry (``pretrained_path``): ``checkpoints/<arch>-<dataset>.pt`` in the repository
+(committed for the offline datasets), else ``checkpoints/cache/`` (``labkit.pretrain`` fills it).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from labkit import models
+
+FORMAT = "labkit-checkpoint-1"
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is corrupt, not a labkit checkpoint, or does not match what was asked."""
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, *, arch: str, dataset: str,
+                    accuracy: float | None = None, recipe: dict | None = None, **extra) -> Path:
+    """Write ``model``'s state_dict and metadata to ``path`` atomically (temp file + rename), so a
+    crash never leaves a half-written checkpoint under the final name."""
+    if arch not in models.ARCHITECTURES:
+        raise ValueError(f"arch={arch!r}: allowed are {', '.join(models.ARCHITECTURES)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    meta = {"arch": arch, "dataset": dataset, "num_classes": last.out_features,
+            "in_channels": first.in_channels if isinstance(first, nn.Conv2d) else first.in_features,
+            "accuracy": accuracy, "recipe": dict(recipe or {}), "torch_version": torch.__version__, **extra}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str | None = None,
+                    ) -> tuple[dict, dict]:
+    """Read ``(state_dict, meta)``; if ``arch`` / ``dataset`` are given they must match the file's."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file (saved by something other than labkit)")
+    meta = blob["meta"]
+    for key, want in (("arch", arch), ("dataset", dataset)):
+        if want is not None and meta[key] != want:
+            raise CheckpointError(f"{path} holds {key}={meta[key]!r}, but {key}={want!r} was asked for")
+    return blob["state_dict"], meta
+
+
+def load_model(path: str | Path, *, arch: str | None = None, dataset: str | None = None,
+               **model_kwargs) -> tuple[nn.Module, dict]:
+    """Build the checkpoint's architecture (plus ``model_kwargs`` such as ``nbits``) and load it."""
+    state, meta = load_checkpoint(path, arch=arch, dataset=dataset)
+    model = models.build(meta["arch"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
+                         **model_kwargs)
+    model.load_state_dict(state)
+    return model, meta
+
+
+def pretrained_path(arch: str, dataset: str) -> Path:
+    """Where the registry keeps ``arch`` trained on ``dataset`` (committed, else the cache)."""
+    committed = CHECKPOINT_DIR / f"{arch}-{dataset}.pt"
+    return committed if committed.is_file() else CHECKPOINT_DIR / "cache" / committed.name

@@ -1,0 +1,130 @@
+"""The ``labkit`` command: ``train`` a pretrained checkpoint, ``run`` the notebooks, make ``references``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from labkit import data, models
+from labkit.runner import PROFILES, execute_notebook
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+
+
+def _train(args) -> int:
+    from labkit.pretrain import pretrain
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
+                                   ("seed", args.seed)) if v is not None}
+    _, meta = pretrain(args.model, args.dataset, out=args.out, device=args.device, **overrides)
+    print(f"{args.model} on {args.dataset}: test accuracy {100 * meta['accuracy']:.2f}% "
+          f"(best epoch {meta['best_epoch'] + 1}, {meta['train_seconds']:.0f} s on {meta['device']})")
+    return 0
+
+
+def find_notebooks(names: list[str]) -> list[Path]:
+    """Notebook paths from names (``01_sparse_linear``), paths, or all of ``notebooks/`` when empty."""
+    if not names:
+        return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    found = []
+    for name in names:
+        path = Path(name)
+        if not path.is_file():
+            path = NOTEBOOKS / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+        if not path.is_file():
+            raise SystemExit(f"labkit: no notebook {name!r} (looked in . and {NOTEBOOKS})")
+        found.append(path)
+    return found
+
+
+def _score(results: Path) -> tuple[float, float, list[str]]:
+    points = max_points = 0.0
+    failed = []
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            r = json.loads(line)
+            points += r["points"]
+            max_points += r["max_points"]
+            if not r["passed"]:
+                failed.append(r["question"])
+    return points, max_points, failed
+
+
+def _run(args) -> int:
+    out_dir = REPO / "runs" / args.profile
+    params = {"PROFILE": args.profile, "DATASET": args.dataset}
+    rows, failures = [], 0
+    for nb in find_notebooks(args.notebooks):
+        results = out_dir / f"{nb.stem}.results.jsonl"
+        results.unlink(missing_ok=True)
+        print(f"[labkit run] {nb.name} (profile {args.profile}) ...", flush=True)
+        start = time.perf_counter()
+        error = ""
+        try:
+            execute_notebook(nb, out_dir / nb.name, params, env={"LABKIT_RESULTS": str(results)},
+                             timeout=args.timeout)
+        except Exception as exc:  # papermill names the failing cell; keep going with the others
+            error = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        seconds = time.perf_counter() - start
+        points, max_points, failed = _score(results)
+        if error or failed:
+            failures += 1
+        rows.append((nb.stem, seconds, f"{points:g}/{max_points:g}", ", ".join(failed) or error or "-"))
+        print(f"[labkit run] {nb.name}: {seconds:.0f} s, score {points:g}/{max_points:g}"
+              + (f", FAILED: {rows[-1][3]}" if error or failed else ""), flush=True)
+    width = max([len(r[0]) for r in rows] + [8])
+    print(f"\n{'notebook':<{width}}  {'seconds':>7}  {'score':>9}  failures")
+    for name, seconds, score, fail in rows:
+        print(f"{name:<{width}}  {seconds:7.0f}  {score:>9}  {fail}")
+    print(f"{'total':<{width}}  {sum(r[1] for r in rows):7.0f}")
+    print(f"executed notebooks are in {out_dir}")
+    return 1 if failures else 0
+
+
+def _references(args) -> int:
+    from labkit.grading import make_references
+
+    for nb in find_notebooks(args.notebooks):
+        path = make_references(nb, args.profile, force=args.force)
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="labkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on a dataset and save a pretrained checkpoint")
+    p.add_argument("model", choices=models.ARCHITECTURES)
+    p.add_argument("--dataset", required=True, choices=data.DATASETS)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--out", type=Path, help="checkpoint path (default: the registry's)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("run", help="execute notebooks top to bottom with grading into runs/PROFILE/")
+    p.add_argument("notebooks", nargs="*", help="names or paths (default: every notebook in notebooks/)")
+    p.add_argument("--profile", choices=PROFILES, default="quick")
+    p.add_argument("--dataset", choices=data.DATASETS, help="override the profile's dataset")
+    p.add_argument("--timeout", type=float, help="seconds allowed per cell")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("references", help="regenerate notebooks' grading references from the solution run")
+    p.add_argument("notebooks", nargs="+")
+    p.add_argument("--profile", choices=PROFILES, required=True)
+    p.add_argument("--force", action="store_true", help="overwrite a reference file that differs")
+    p.set_defaults(func=_references)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Datasets as uint8 tensors in memory, and batches drawn from them with batched augmentation.
+
+Every dataset is loaded once into ``(N, C, H, W)`` uint8 tensors. Batches are cut from those tensors
+(no DataLoader workers, no PIL per sample): random crop with zero padding and horizontal flip run on
+the whole batch at once, then conversion to float, normalization and channels_last, on the device the
+tensors live on. That is what makes the CPU loop fast (see benchmarks/train_throughput.py).
+
+Names: ``cifar10``, ``mnist``, ``fashion-mnist`` (through torchvision; Fashion-MNIST is also found in
+Debian's ``dataset-fashion-mnist`` offline) and ``fashion-mnist-mini``, the real, class-balanced subset
+committed under ``data/`` (built by ``scripts/build_mini.py``) that the quick profile uses.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+MINI_PATH = REPO / "data" / "fashion-mnist-mini.npz"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DATASETS = ("cifar10", "mnist", "fashion-mnist", "fashion-mnist-mini")
+# Horizontal flips are label-preserving for objects and clothes, not for digits.
+_HFLIP = {"cifar10": True, "mnist": False, "fashion-mnist": True, "fashion-mnist-mini": True}
+
+
+class DatasetNotFound(FileNotFoundError):
+    """A dataset is neither on disk nor downloadable; the message says where it looked and what to do."""
+
+
+def data_root() -> Path:
+    """Where torchvision datasets are cached: ``$LABKIT_DATA`` or ``<repo>/data/cache``."""
+    return Path(os.environ.get("LABKIT_DATA", REPO / "data" / "cache"))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test images as uint8 ``(N, C, H, W)`` tensors with int64 labels, plus the
+    per-channel mean/std (of the training images, in 0..1 units) used to normalize batches."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    hflip: bool = True
+    num_classes: int = 10
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train_x.shape[-1]
+
+    def to(self, device) -> Dataset:
+        """The same dataset with its tensors on ``device`` (moved once, not per batch)."""
+        return replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
+                       test_x=self.test_x.to(device), test_y=self.test_y.to(device))
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
+        """A class-balanced random subset (``None`` keeps a split whole); mean/std are kept."""
+        g = torch.Generator().manual_seed(seed)
+        return replace(self, **_balanced(self.train_x, self.train_y, n_train, g, "train"),
+                       **_balanced(self.test_x, self.test_y, n_test, g, "test"))
+
+    def split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if split not in ("train", "test"):
+            raise ValueError(f"split={split!r}: allowed are 'train' and 'test'")
+        return (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
+
+    def batches(self, split: str, batch_size: int, *, shuffle: bool = False, augment: bool = False,
+                generator: torch.Generator | None = None, max_batches: int | None = None,
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(x, y)``: x float32, normalized, channels_last, on the data's device.
+
+        ``augment`` applies random crop with 4-pixel zero padding (torchvision's
+        ``RandomCrop(size, padding=4)`` before ``Normalize``) and, where the dataset allows it,
+        horizontal flip with probability 1/2. Randomness (order and augmentation) comes from
+        ``generator`` (CPU), so a seeded generator gives the same batches on any device.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: allowed is an int >= 1")
+        x_all, y_all = self.split(split)
+        n = len(y_all)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        starts = range(0, n, batch_size)
+        if max_batches is not None:
+            starts = starts[:max_batches]
+        for start in starts:
+            idx = order[start:start + batch_size].to(x_all.device)
+            x = x_all[idx]
+            if augment:
+                x = random_crop(x, 4, generator)
+                if self.hflip:
+                    x = random_hflip(x, generator)
+            yield self.normalize(x), y_all[idx]
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float32 ``(x/255 - mean)/std`` in channels_last."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        x = (x.float().div_(255) - mean).div_(std)
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample random crop of a batch to its own size after zero-padding each side by ``padding``."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (n, h, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (n, 1, w)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    # Advanced indexing over (batch, row, col) gathers every crop in one op: result (n, h, w, c).
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flip each image of the batch left-right with probability 1/2."""
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def _balanced(x, y, n, generator, split) -> dict:
+    if n is None:
+        return {}
+    classes = torch.unique(y)
+    if not isinstance(n, int) or n < len(classes) or n > len(y):
+        raise ValueError(f"n_{split}={n!r}: allowed is an int from {len(classes)} to {len(y)} (or None)")
+    per_class = [torch.nonzero(y == c).flatten() for c in classes]
+    picks = []
+    for i, members in enumerate(per_class):
+        take = n // len(classes) + (1 if i < n % len(classes) else 0)
+        picks.append(members[torch.randperm(len(members), generator=generator)[:take]])
+    idx = torch.cat(picks).sort().values
+    return {f"{split}_x": x[idx], f"{split}_y": y[idx]}
+
+
+def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    xf = x.double().div(255).transpose(0, 1).flatten(1)
+    return tuple(xf.mean(1).tolist()), tuple(xf.std(1).tolist())
+
+
+def _make(name: str, train_x, train_y, test_x, test_y) -> Dataset:
+    train_x, test_x = (torch.as_tensor(np.asarray(a)) for a in (train_x, test_x))
+    if train_x.ndim == 3:  # grayscale (N, H, W) -> (N, 1, H, W)
+        train_x, test_x = train_x[:, None], test_x[:, None]
+    elif train_x.shape[-1] == 3:  # torchvision's CIFAR arrays are (N, H, W, C)
+        train_x, test_x = train_x.permute(0, 3, 1, 2), test_x.permute(0, 3, 1, 2)
+    train_x, test_x = train_x.contiguous(), test_x.contiguous()
+    mean, std = _stats(train_x)
+    return Dataset(name, train_x, torch.as_tensor(np.asarray(train_y), dtype=torch.int64), test_x,
+                   torch.as_tensor(np.asarray(test_y), dtype=torch.int64), mean, std, _HFLIP[name])
+
+
+def _offline_fashion_mnist(root: Path) -> None:
+    """Decompress Debian's Fashion-MNIST into torchvision's raw folder (its gzip files differ
+    byte-wise from torchvision's md5 list, so torchvision must not see them as downloads)."""
+    raw = root / "FashionMNIST" / "raw"
+    for gz in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
+        target = raw / gz.name[:-3]
+        if not target.exists():
+            raw.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".part")
+            with gzip.open(gz) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, target)
+
+
+def _torchvision(name: str, root: Path, download: bool) -> Dataset:
+    import torchvision.datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST}[name]
+    if name == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        _offline_fashion_mnist(root)
+    try:
+        train = cls(str(root), train=True, download=False)
+        test = cls(str(root), train=False, download=False)
+    except RuntimeError:
+        if not download:
+            raise
+        try:
+            train = cls(str(root), train=True, download=True)
+            test = cls(str(root), train=False, download=True)
+        except Exception as exc:  # no network, or a mirror failed: one clear message
+            hint = ("  apt-get install dataset-fashion-mnist   (offline, Debian)\n"
+                    if name == "fashion-mnist" else "")
+            raise DatasetNotFound(
+                f"dataset {name!r} is not on disk and could not be downloaded ({type(exc).__name__}: "
+                f"{exc}).\nSearched: {root} (set LABKIT_DATA to change it)"
+                + (f", {DEBIAN_FASHION_MNIST}" if name == "fashion-mnist" else "")
+                + f".\nTo obtain it: run once where the internet is reachable (torchvision downloads it "
+                f"into {root}), or copy torchvision's files there.\n{hint}"
+                "Offline, the quick profile's 'fashion-mnist-mini' needs nothing.") from exc
+    return _make(name, train.data, train.targets, test.data, test.targets)
+
+
+def save_npz(ds: Dataset, path: str | Path) -> None:
+    """Write a dataset's uint8 images and labels to a compressed ``.npz`` (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part.npz")
+    arrays = {k: getattr(ds, k).numpy() for k in ("train_x", "train_y", "test_x", "test_y")}
+    for key in ("train_y", "test_y"):
+        arrays[key] = arrays[key].astype(np.uint8)
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_npz(path: str | Path, name: str) -> Dataset:
+    """Read a dataset written by ``save_npz``; ``name`` picks the flip rule."""
+    with np.load(path) as z:
+        return _make(name, z["train_x"], z["train_y"], z["test_x"], z["test_y"])
+
+
+def load(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:
+    """Load a dataset by name (one of ``DATASETS``) into memory, on the CPU."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset={name!r}: allowed are {', '.join(DATASETS)}")
+    if name == "fashion-mnist-mini":
+        if not MINI_PATH.is_file():
+            raise DatasetNotFound(f"{MINI_PATH} is missing: it ships with the repository; rebuild it with "
+                                  "`python scripts/build_mini.py` (needs Debian's dataset-fashion-mnist)")
+        return load_npz(MINI_PATH, name)
+    return _torchvision(name, Path(root) if root is not None else data_root(), download)

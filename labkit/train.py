@@ -1,0 +1,190 @@
+"""The one training / evaluation loop every lab uses.
+
+``fit`` trains with SGD (momentum, weight decay, a per-step LR schedule) on batches drawn from an
+in-memory ``labkit.data.Dataset``, evaluates after every epoch, keeps a per-epoch ``History`` and the
+best state, and runs ``Callback`` hooks before each epoch and after every optimizer step (pruning
+keeps its masks and follows its schedules through them). Deterministic for a given seed on CPU;
+uses CUDA when present (bf16 autocast there if ``amp``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from labkit.data import Dataset
+
+SCHEDULES = ("cosine", "constant", "onecycle")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one run. ``best_after``: the best state is tracked from that epoch on
+    (iterative pruning only counts epochs after its final pruning step). ``max_batches``: cut each
+    epoch to that many batches (quick profile)."""
+
+    epochs: int = 20
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    augment: bool = True
+    label_smoothing: float = 0.0
+    seed: int = 0
+    best_after: int = 0
+    max_batches: int | None = None
+    amp: bool = True
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r}: allowed are {', '.join(SCHEDULES)}")
+        for name, low in (("epochs", 0), ("batch_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}={value!r}: allowed is an int >= {low}")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, momentum={self.momentum}: "
+                             "allowed are lr > 0, weight_decay >= 0, 0 <= momentum < 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Callback:
+    """Hooks into ``fit``; override what you need."""
+
+    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
+        """Before epoch ``epoch`` (0-based) trains."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """After every ``optimizer.step()``."""
+
+
+@dataclass
+class History:
+    """Per-epoch metrics (accuracies in 0..1) and the best test accuracy's state (on the CPU)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    images_per_s: list[float] = field(default_factory=list)
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    best_state: dict | None = field(default=None, repr=False)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return max(0.0, 1 - progress)  # "onecycle": linear warmup then linear decay to zero
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, split: str = "test", device=None,
+             batch_size: int = 1000, amp: bool = True) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy (0..1) of ``model`` on a split; the model's
+    train/eval mode is restored afterwards."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    data = data.to(device)
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for x, y in data.batches(split, batch_size):
+        with _autocast(device, amp):
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(data.split(split)[1])
+    return loss_sum.item() / n, correct.item() / n
+
+
+def fit(model: nn.Module, data: Dataset, config: TrainConfig, callbacks=(), device=None,
+        progress: bool = True, desc: str = "train") -> History:
+    """Train ``model`` in place for ``config.epochs`` epochs and return its ``History``.
+
+    The model ends in its last-epoch state; ``history.best_state`` holds the best one (load it with
+    ``model.load_state_dict``)."""
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    data = data.to(device)
+    model.to(device=device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    n_train = len(data.train_y)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    if config.max_batches is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_batches)
+    total = steps_per_epoch * config.epochs
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(config.schedule, s, total, warmup))
+    history = History()
+    for epoch in range(config.epochs):
+        for cb in callbacks:
+            cb.on_epoch_start(epoch, model)
+        model.train()
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        batches = data.batches("train", config.batch_size, shuffle=True, augment=config.augment,
+                               generator=generator, max_batches=config.max_batches)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"{desc} {epoch + 1}/{config.epochs}",
+                   disable=not progress, leave=False, unit="batch")
+        for x, y in bar:
+            with _autocast(device, config.amp):
+                out = model(x)
+                loss = F.cross_entropy(out.float(), y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for cb in callbacks:
+                cb.after_step(model)
+            # Accumulate on the device: no host sync per step.
+            loss_sum += loss.detach() * len(y)
+            correct += (out.argmax(1) == y).sum()
+            seen += len(y)
+        seconds = time.perf_counter() - start
+        test_loss, test_acc = evaluate(model, data, device=device, amp=config.amp)
+        history.train_loss.append(loss_sum.item() / seen)
+        history.train_acc.append(correct.item() / seen)
+        history.test_loss.append(test_loss)
+        history.test_acc.append(test_acc)
+        history.seconds.append(seconds)
+        history.images_per_s.append(seen / seconds)
+        if epoch >= config.best_after and test_acc > history.best_acc:
+            history.best_acc, history.best_epoch = test_acc, epoch
+            history.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if progress:
+            tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: loss {history.train_loss[-1]:.4f} "
+                       f"train acc {history.train_acc[-1]:.4f} test acc {test_acc:.4f} "
+                       f"({seen / seconds:.0f} img/s)")
+    return history
+
