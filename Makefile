@@ -1,0 +1,31 @@
+# `make run`: every notebook, quick profile, with grading.  `make test`: the test suite.
+# Both create the virtual environment on first use.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test full data-full lint bench
+
+$(BIN)/labkit: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+run: $(BIN)/labkit
+	$(BIN)/labkit run --profile quick
+
+test: $(BIN)/labkit
+	$(BIN)/pytest
+
+lint: $(BIN)/labkit
+	$(BIN)/ruff check labkit tests benchmarks scripts
+
+# The full profile on full Fashion-MNIST, offline: Debian ships the data set.
+data-full:
+	test -d /usr/share/datasets/fashion-mnist || (apt-get update && apt-get install -y dataset-fashion-mnist)
+
+full: $(BIN)/labkit data-full
+	$(BIN)/labkit run --profile full --dataset fashion-mnist
+
+bench: $(BIN)/labkit
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
