@@ -1,0 +1,111 @@
+"""ResNet-20 training throughput: labkit's loop against a handout-style loop, in one process.
+
+Same model, same real images (the Fashion-MNIST mini set, 28x28), batch 256, SGD, a fixed slice of an
+epoch. The baseline is the handout's pipeline: a torchvision-style Dataset returning PIL images,
+per-sample RandomCrop(padding=4) + RandomHorizontalFlip + ToTensor + Normalize, and a DataLoader.
+The machine's limit is measured too: sgemm GFLOP/s divided by the FLOPs of one training image
+(3 x forward: forward, input gradient, weight gradient; 2 FLOPs per MAC).
+
+    python benchmarks/train_throughput.py [--batches 12] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+from PIL import Image
+from torchprofile import profile_macs
+
+from labkit import data, models, train
+
+
+class HandoutDataset(torch.utils.data.Dataset):
+    """What torchvision's FashionMNIST / CIFAR10 do per sample: a PIL image through the transforms."""
+
+    def __init__(self, ds: data.Dataset):
+        self.x, self.y = ds.train_x[:, 0].numpy(), ds.train_y
+        self.transform = T.Compose([T.RandomCrop(28, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                                    T.Normalize(ds.mean, ds.std)])
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.x[i], mode="L")), self.y[i]
+
+
+def handout_loop(ds, device, batches: int, batch_size: int) -> float:
+    """Images/s of the handout's training loop over ``batches`` batches (after 2 warm-up batches)."""
+    net = models.resnet20(in_channels=1).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    loader = torch.utils.data.DataLoader(HandoutDataset(ds), batch_size=batch_size, shuffle=True)
+    net.train()
+    seen, start = 0, None
+    for i, (x, y) in enumerate(loader):
+        if i == 2:
+            _sync(device)
+            start, seen = time.perf_counter(), 0
+        if i == batches + 2:
+            break
+        x, y = x.to(device), y.to(device)
+        opt.zero_grad()
+        loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        seen += len(y)
+    _sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def labkit_loop(ds, device, batches: int, batch_size: int) -> float:
+    """Images/s of ``labkit.train.fit`` (its own timer covers the training batches, not evaluation)."""
+    config = train.TrainConfig(epochs=1, batch_size=batch_size, max_batches=2)
+    train.fit(models.resnet20(in_channels=1), ds, config, device=device, progress=False)  # warm-up
+    config = train.TrainConfig(epochs=1, batch_size=batch_size, max_batches=batches)
+    history = train.fit(models.resnet20(in_channels=1), ds, config, device=device, progress=False)
+    return history.images_per_s[0]
+
+
+def sgemm_gflops(device, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default=str(train.default_device()))
+    args = parser.parse_args()
+    ds = data.load("fashion-mnist-mini")
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch_size}, "
+          f"{args.batches} batches per loop, ResNet-20 on 1x28x28")
+    base = handout_loop(ds, args.device, args.batches, args.batch_size)
+    ours = labkit_loop(ds, args.device, args.batches, args.batch_size)
+    macs = profile_macs(models.resnet20(in_channels=1).eval(), torch.zeros(1, 1, 28, 28))
+    gflops = sgemm_gflops(args.device)
+    limit = gflops * 1e9 / (6 * macs)
+    print(f"handout loop (DataLoader + PIL transforms): {base:8.0f} img/s")
+    print(f"labkit loop (tensors, batched augmentation): {ours:8.0f} img/s")
+    print(f"ratio labkit / handout: {ours / base:.2f}x")
+    print(f"limit: sgemm {gflops:.0f} GFLOP/s / (6 x {macs / 1e6:.1f} MMAC per image) = {limit:.0f} img/s; "
+          f"labkit reaches {100 * ours / limit:.0f}% of it")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Run profiles: what ``PROFILE = "quick" | "full"`` means for every lab notebook.
+
+``quick`` runs all notebooks top to bottom in minutes on 2 CPU cores: the embedded mini set, short
+fine-tuning on a class-balanced subset. ``full`` is the handouts' own settings (20 fine-tuning epochs,
+batch 256, 10 iterative pruning epochs) on the handouts' data sets (CIFAR-10 for ResNet-20, MNIST for
+LeNet-5); a ``DATASET`` override (e.g. ``fashion-mnist``, which works offline) applies to either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from labkit import data, pretrain
+from labkit.runner import PROFILES
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Knobs a notebook reads instead of hard-coding epochs and sizes."""
+
+    name: str
+    finetune_epochs: int  # the handout's 20
+    prune_epochs: int  # iterative pruning steps before the final one is kept (the handout's 10)
+    batch_size: int  # the handout's 256
+    train_subset: int | None  # training images per epoch (None: all)
+    test_subset: int | None  # test images (None: all)
+    datasets: dict = field(default_factory=dict)  # architecture -> default data set
+
+
+QUICK = Profile("quick", finetune_epochs=3, prune_epochs=3, batch_size=128, train_subset=3000,
+                test_subset=1000, datasets={"resnet20": "fashion-mnist-mini", "lenet5": "fashion-mnist-mini"})
+FULL = Profile("full", finetune_epochs=20, prune_epochs=10, batch_size=256, train_subset=None,
+               test_subset=None, datasets={"resnet20": "cifar10", "lenet5": "mnist"})
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name`` (one of ``labkit.runner.PROFILES``)."""
+    if name not in PROFILES:
+        raise ValueError(f"PROFILE={name!r}: allowed are {', '.join(PROFILES)}")
+    return QUICK if name == "quick" else FULL
+
+
+def dataset_name(profile: Profile, arch: str, dataset: str | None = None) -> str:
+    """``dataset`` if given (the notebook's DATASET override), else the profile's default for ``arch``."""
+    if dataset is None:
+        return profile.datasets[arch]
+    if dataset not in data.DATASETS:
+        raise ValueError(f"DATASET={dataset!r}: allowed are None or one of {', '.join(data.DATASETS)}")
+    return dataset
+
+
+def lab_data(profile: Profile, arch: str, dataset: str | None = None) -> data.Dataset:
+    """The data set a lab trains and tests on, cut to the profile's class-balanced subsets."""
+    ds = data.load(dataset_name(profile, arch, dataset))
+    def size(n, available):  # None keeps the whole split
+        return n if n is not None and n < available else None
+
+    return ds.subset(size(profile.train_subset, len(ds.train_y)), size(profile.test_subset, len(ds.test_y)))
+
+
+def lab_model(profile: Profile, arch: str, dataset: str | None = None,
+              **model_kwargs) -> tuple[nn.Module, dict]:
+    """The pretrained ``arch`` for this profile / data set (trained and cached first if missing)."""
+    return pretrain.pretrained(arch, dataset_name(profile, arch, dataset), **model_kwargs)
