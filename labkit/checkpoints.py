@@ -41,7 +41,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, arch: str, dataset: s
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     meta = {"arch": arch, "dataset": dataset, "num_classes": last.out_features,
             "in_channels": first.in_channels if isinstance(first, nn.Conv2d) else first.in_features,
-            "accuracy": accuracy, "recipe": dict(recipe or {}), "torch_version": str(torch.__version__), **extra}
+            "accuracy": accuracy, "recipe": dict(recipe or {}), "torch_version": str(torch.__version__),
+            **extra}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:

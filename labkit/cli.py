@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from labkit import data, models
-from labkit.runner import PROFILES, execute_notebook
+from labkit.runner import PROFILES, NotebookFailed, execute_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -55,7 +55,7 @@ def _score(results: Path) -> tuple[float, float, list[str]]:
 
 
 def _run(args) -> int:
-    out_dir = REPO / "runs" / args.profile
+    out_dir = args.out or REPO / "runs" / args.profile
     params = {"PROFILE": args.profile, "DATASET": args.dataset}
     rows, failures = [], 0
     for nb in find_notebooks(args.notebooks):
@@ -67,8 +67,8 @@ def _run(args) -> int:
         try:
             execute_notebook(nb, out_dir / nb.name, params, env={"LABKIT_RESULTS": str(results)},
                              timeout=args.timeout)
-        except Exception as exc:  # papermill names the failing cell; keep going with the others
-            error = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        except Exception as exc:  # a failing cell, or a kernel that died or timed out: go on with the others
+            error = (str(exc) if isinstance(exc, NotebookFailed) else f"{type(exc).__name__}: {exc}")[:160]
         seconds = time.perf_counter() - start
         points, max_points, failed = _score(results)
         if error or failed:
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=PROFILES, default="quick")
     p.add_argument("--dataset", choices=data.DATASETS, help="override the profile's dataset")
     p.add_argument("--timeout", type=float, help="seconds allowed per cell")
+    p.add_argument("--out", type=Path, help="folder for executed notebooks (default: runs/PROFILE)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("references", help="regenerate notebooks' grading references from the solution run")

@@ -51,6 +51,8 @@ class BasicBlock(nn.Module):
 class ResNetCIFAR(nn.Module):
     """ResNet-6n+2 for small images (He et al. 2016, section 4.2): 3 stages of n blocks, 16/32/64 wide."""
 
+    float_layers = ("head_conv", "final_fc")  # never quantized (the handout's hint)
+
     def __init__(self, num_layers: int = 20, num_classes: int = 10, in_channels: int = 3,
                  nbits=None, symmetric: bool = False):
         super().__init__()

@@ -9,6 +9,10 @@ from pathlib import Path
 PROFILES = ("quick", "full")
 
 
+class NotebookFailed(RuntimeError):
+    """A cell raised; the message names the notebook, the cell and the exception."""
+
+
 @contextmanager
 def _environ(extra: dict[str, str] | None):
     """Set environment variables for the kernel papermill starts (it inherits ours), then restore."""
@@ -26,16 +30,22 @@ def _environ(extra: dict[str, str] | None):
 
 def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | None = None,
                      env: dict[str, str] | None = None, timeout: float | None = None) -> Path:
-    """Run ``notebook`` into ``out`` (created with its parents); raise papermill's
-    ``PapermillExecutionError`` naming the failing cell if a cell raises. ``env`` is set for the
-    kernel only for the duration of the run; ``timeout`` bounds each cell in seconds."""
+    """Run ``notebook`` into ``out`` (created with its parents; it keeps the outputs, also of a
+    failed run); raise ``NotebookFailed`` if a cell raises. ``env`` is set for the kernel only for
+    the duration of the run; ``timeout`` bounds each cell in seconds."""
     import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
 
     notebook, out = Path(notebook), Path(out)
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} does not exist")
     out.parent.mkdir(parents=True, exist_ok=True)
     with _environ(env):
-        pm.execute_notebook(str(notebook), str(out), parameters=parameters or {}, cwd=str(notebook.parent),
-                            execution_timeout=timeout, progress_bar=False, kernel_name="python3")
+        try:
+            pm.execute_notebook(str(notebook), str(out), parameters=parameters or {},
+                                cwd=str(notebook.parent), execution_timeout=timeout, progress_bar=False,
+                                kernel_name="python3")
+        except PapermillExecutionError as exc:
+            where = f"{notebook.name}: cell {exc.exec_count}"
+            raise NotebookFailed(f"{where}: {exc.ename}: {exc.evalue}") from exc
     return out

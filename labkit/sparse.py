@@ -1,15 +1,25 @@
 """Lab 1: sparse least squares, L(W) = sum_i (X_i W - y_i)^2, minimized by full-batch gradient descent.
 
-Every solver takes a gradient step W - lr * dL/dW and then applies a sparsity operator (none, top-k
-projection, soft thresholding, trimmed soft thresholding) or adds an L1 subgradient. Solvers return a
-:class:`Trace` of every iterate. A *sweep* runs one solver for several strengths at once, one row of W per
-strength, so a whole question costs one loop over the steps.
+Every method of the lab is one member of a single family of updates (a :class:`Method`):
+
+    V       = W - lr * (dL/dW(W) + lam * sign(W))                 sign(0) = 0
+    W_next  = V, except that all but the ``n_kept`` entries of largest |V| are soft-thresholded by threshold
+
+    gd               lam = 0,  threshold = 0
+    projected_gd(k)  threshold = inf, n_kept = k     (an infinite soft threshold is hard pruning)
+    l1_gd(lam)       lam
+    proximal_l1(t)   threshold = t, n_kept = 0
+    trimmed_l1(t, n) threshold = t, n_kept = d - n   (only the n smallest entries are penalized)
+
+:func:`run` iterates any list of methods at once, one row of W per method, so a whole question (or the
+whole lab) costs one loop over the steps. Each run comes back as a :class:`Trace` of every iterate.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +29,22 @@ LR = 0.02
 LAMS = (0.2, 0.5, 1.0, 2.0)  # (d) L1 strengths
 PROXIMAL_THRESHOLDS = (0.004, 0.01, 0.02, 0.04)  # (e) = LR * LAMS
 TRIMMED_THRESHOLDS = (0.02, 0.04, 0.1, 0.2)  # (f) = LR * (1, 2, 5, 10)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One update rule of the family in the module docstring, with the label its runs carry."""
+
+    label: str
+    lam: float = 0.0
+    threshold: float = 0.0
+    n_kept: int = 0
+
+    def __post_init__(self):
+        _check_nonnegative("lam", self.lam)
+        if not (isinstance(self.threshold, (int, float, np.number)) and self.threshold >= 0):
+            raise ValueError(f"threshold must be a number >= 0 (inf allowed), got {self.threshold!r}")
+        _check_count("n_kept", self.n_kept, 0, None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +59,12 @@ class Trace:
     def support(self) -> tuple[int, ...]:
         """Indices of the nonzero entries of the final W."""
         return _support(self.W[-1])
+
+    @property
+    def support_step(self) -> int:
+        """The first step k from which the support of W^k stays equal to the final support."""
+        same = np.all((self.W != 0) == (self.W[-1] != 0), axis=1)
+        return int(len(same) - np.argmin(same[::-1])) if not same.all() else 0
 
 
 def hw_data() -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +84,8 @@ def gradient(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
     return 2 * (W @ X.T - y) @ X
 
 
+# ---- the step operators ------------------------------------------------------------------------------
+
 def soft_threshold(W, threshold: float) -> np.ndarray:
     """Proximal operator of threshold * ||W||_1: sign(W_i) * max(|W_i| - threshold, 0), elementwise."""
     _check_nonnegative("threshold", threshold)
@@ -64,7 +98,7 @@ def project_topk(W, k: int) -> np.ndarray:
     Ties are broken toward the lower index, so the result is deterministic."""
     W = _with_last_axis(W)
     _check_count("k", k, 1, W.shape[-1])
-    return _project(W, k)
+    return np.where(_largest(W, k), W, 0.0)
 
 
 def trimmed_soft_threshold(W, threshold: float, n_penalized: int) -> np.ndarray:
@@ -74,20 +108,19 @@ def trimmed_soft_threshold(W, threshold: float, n_penalized: int) -> np.ndarray:
     W = _with_last_axis(W)
     _check_nonnegative("threshold", threshold)
     _check_count("n_penalized", n_penalized, 0, W.shape[-1])
-    return _trimmed(W, threshold, n_penalized)
+    return _trimmed(W, threshold, W.shape[-1] - n_penalized)
 
+
+# ---- the solvers -------------------------------------------------------------------------------------
 
 def gd(X, y, *, steps: int = STEPS, lr: float = LR, W0=None) -> Trace:
     """Plain gradient descent: W^{k+1} = W^k - lr * dL/dW(W^k)."""
-    return _descend(X, y, lambda W, G: W - lr * G, ["gd"], steps=steps, lr=lr, W0=W0)[0]
+    return run(X, y, [method("gd", d=_n_weights(X))], steps=steps, lr=lr, W0=W0)[0]
 
 
 def projected_gd(X, y, *, k: int = 2, steps: int = STEPS, lr: float = LR, W0=None) -> Trace:
     """Projected gradient descent onto ||W||_0 <= k: a gradient step, then :func:`project_topk`."""
-    X, y = _check_problem(X, y)
-    _check_count("k", k, 1, X.shape[1])
-    return _descend(X, y, lambda W, G: _project(W - lr * G, k), [f"projected_gd(k={k})"],
-                    steps=steps, lr=lr, W0=W0)[0]
+    return run(X, y, [method("projected_gd", d=_n_weights(X), k=k)], steps=steps, lr=lr, W0=W0)[0]
 
 
 def l1_gd(X, y, *, lam: float, steps: int = STEPS, lr: float = LR, W0=None) -> Trace:
@@ -106,31 +139,82 @@ def trimmed_l1(X, y, *, threshold: float, n_penalized: int = 3, steps: int = STE
     return sweep("trimmed_l1", X, y, [threshold], n_penalized=n_penalized, steps=steps, lr=lr, W0=W0)[0]
 
 
-_SWEEPABLE = {"l1_gd": "lam", "proximal_l1": "threshold", "trimmed_l1": "threshold"}
-
-
-def sweep(method: str, X, y, strengths: Sequence[float], *, n_penalized: int = 3, steps: int = STEPS,
+def sweep(name: str, X, y, strengths: Sequence[float], *, n_penalized: int = 3, steps: int = STEPS,
           lr: float = LR, W0=None) -> list[Trace]:
-    """Run ``method`` ('l1_gd' with lam, 'proximal_l1' or 'trimmed_l1' with threshold) once per strength,
-    all in one batched loop; returns one Trace per strength, in order."""
-    if method not in _SWEEPABLE:
-        raise ValueError(f"method must be one of {sorted(_SWEEPABLE)}, got {method!r}")
-    name = _SWEEPABLE[method]
-    s = np.asarray(strengths, dtype=float)
-    if s.ndim != 1 or s.size == 0:
-        raise ValueError(f"strengths must be a non-empty 1-D sequence of {name} values, got {strengths!r}")
-    _check_nonnegative(name, s)
-    X, y = _check_problem(X, y)
-    _check_count("n_penalized", n_penalized, 0, X.shape[1])
-    s = s[:, None]  # one row of W per strength
-    update = {
-        "l1_gd": lambda W, G: W - lr * (G + s * np.sign(W)),
-        "proximal_l1": lambda W, G: _soft(W - lr * G, s),
-        "trimmed_l1": lambda W, G: _trimmed(W - lr * G, s, n_penalized),
-    }[method]
-    labels = [f"{method}({name}={v:g})" for v in s[:, 0]]
-    return _descend(X, y, update, labels, steps=steps, lr=lr, W0=W0)
+    """Run 'l1_gd' (strengths = lams), 'proximal_l1' or 'trimmed_l1' (strengths = thresholds) once per
+    strength, all in one loop; returns one Trace per strength, in order."""
+    if not _STRENGTH.get(name):
+        raise ValueError(f"name must be one of {[n for n, s in _STRENGTH.items() if s]}, got {name!r}")
+    if isinstance(strengths, str) or np.ndim(strengths) != 1 or len(strengths) == 0:
+        raise ValueError(f"strengths must be a non-empty 1-D sequence of {_STRENGTH[name]} values, "
+                         f"got {strengths!r}")
+    d = _n_weights(X)
+    methods = [method(name, s, d=d, n_penalized=n_penalized) for s in strengths]
+    return run(X, y, methods, steps=steps, lr=lr, W0=W0)
 
+
+_STRENGTH = {"gd": None, "projected_gd": None, "l1_gd": "lam", "proximal_l1": "threshold",
+             "trimmed_l1": "threshold"}
+
+
+def method(name: str, strength: float | None = None, *, d: int, k: int = 2, n_penalized: int = 3) -> Method:
+    """The member of the family for a handout method on d weights: 'gd', 'projected_gd' (keeps k),
+    'l1_gd' (strength = lam), 'proximal_l1' or 'trimmed_l1' (strength = threshold; n_penalized)."""
+    if name not in _STRENGTH:
+        raise ValueError(f"name must be one of {list(_STRENGTH)}, got {name!r}")
+    if _STRENGTH[name]:
+        _check_nonnegative(_STRENGTH[name], strength)
+    if name == "gd":
+        return Method("gd")
+    if name == "projected_gd":
+        _check_count("k", k, 1, d)
+        return Method(f"projected_gd(k={k})", threshold=math.inf, n_kept=k)
+    if name == "l1_gd":
+        return Method(f"l1_gd(lam={strength:g})", lam=strength)
+    if name == "proximal_l1":
+        return Method(f"proximal_l1(threshold={strength:g})", threshold=strength)
+    _check_count("n_penalized", n_penalized, 0, d)
+    return Method(f"trimmed_l1(threshold={strength:g})", threshold=strength, n_kept=d - n_penalized)
+
+
+def handout_methods(d: int = 5) -> list[Method]:
+    """Every run of questions (b)-(f): gd, projected GD (k=2), L1 for each of LAMS, proximal L1 for each of
+    PROXIMAL_THRESHOLDS, trimmed L1 (3 penalized) for each of TRIMMED_THRESHOLDS."""
+    return [method("gd", d=d), method("projected_gd", d=d, k=2),
+            *(method("l1_gd", lam, d=d) for lam in LAMS),
+            *(method("proximal_l1", t, d=d) for t in PROXIMAL_THRESHOLDS),
+            *(method("trimmed_l1", t, d=d, n_penalized=3) for t in TRIMMED_THRESHOLDS)]
+
+
+def run(X, y, methods: Sequence[Method], *, steps: int = STEPS, lr: float = LR, W0=None) -> list[Trace]:
+    """Iterate every method ``steps`` times from W0 (default 0), all at once with one row of W per method;
+    returns one Trace per method, in order."""
+    X, y = _check_problem(X, y)
+    d = X.shape[1]
+    _check_count("steps", steps, 0, None)
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float, np.number)) and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    W0 = np.zeros(d) if W0 is None else _finite_array("W0", W0)
+    if W0.shape != (d,):
+        raise ValueError(f"W0 must have shape ({d},) to match X of shape {X.shape}, got shape {W0.shape}")
+    if not methods or not all(isinstance(m, Method) for m in methods):
+        raise TypeError(f"methods must be a non-empty sequence of Method, got {methods!r}")
+    for m in methods:
+        _check_count(f"n_kept of {m.label}", m.n_kept, 0, d)
+    lam, threshold, n_kept = (np.array([[getattr(m, field)] for m in methods])  # one row per method
+                              for field in ("lam", "threshold", "n_kept"))
+    # The gradient step is affine: W - lr * dL/dW = W - 2 lr (W X^T - y) X = W @ A + b.
+    A, b, lr_lam = np.eye(d) - 2 * lr * X.T @ X, 2 * lr * y @ X, lr * lam
+    Ws = np.empty((steps + 1, len(methods), d))
+    Ws[0] = W0
+    for k in range(steps):
+        W = Ws[k]
+        Ws[k + 1] = _trimmed(W @ A + b - lr_lam * np.sign(W), threshold, n_kept)
+    losses = loss(X, y, Ws)
+    return [_trace(m.label, Ws[:, r], losses[:, r]) for r, m in enumerate(methods)]
+
+
+# ---- ground truth ------------------------------------------------------------------------------------
 
 def least_squares_min(X, y) -> tuple[np.ndarray, float]:
     """The exact minimum of L with no sparsity constraint: (W, L(W)). For an underdetermined X (fewer data
@@ -156,34 +240,18 @@ def best_k_sparse(X, y, k: int) -> tuple[np.ndarray, float]:
 
 
 def comparison_table(traces: Sequence[Trace], X, y, *, k: int = 2) -> list[dict]:
-    """One row per exact solution and per run: method, final loss, final support (nonzero indices) and
-    whether that support is the support of the best k-sparse solution."""
+    """One row per exact solution and per run: method, final loss, final support (nonzero indices), whether
+    that is the support of the best k-sparse solution, and from which step a run's support stayed final."""
     W_ls, loss_ls = least_squares_min(X, y)
     W_k, loss_k = best_k_sparse(X, y, k)
-    rows = [("least squares (exact)", W_ls, loss_ls), (f"best {k}-sparse (exact)", W_k, loss_k)]
-    rows += [(t.label, t.W[-1], float(t.loss[-1])) for t in traces]
+    rows = [("least squares (exact)", W_ls, loss_ls, "-"), (f"best {k}-sparse (exact)", W_k, loss_k, "-")]
+    rows += [(t.label, t.W[-1], float(t.loss[-1]), t.support_step) for t in traces]
     return [{"method": label, "final loss": value, "support": _support(W),
-             "optimal support": _support(W) == _support(W_k)} for label, W, value in rows]
+             "optimal support": _support(W) == _support(W_k), "support final from step": step}
+            for label, W, value, step in rows]
 
 
-def _descend(X, y, update: Callable, labels: list[str], *, steps, lr, W0) -> list[Trace]:
-    """Iterate ``W <- update(W, dL/dW(W))`` ``steps`` times from W0, for len(labels) runs at once (one row
-    of W per run)."""
-    X, y = _check_problem(X, y)
-    _check_count("steps", steps, 0, None)
-    if not (isinstance(lr, (int, float, np.number)) and np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    d = X.shape[1]
-    W0 = np.zeros(d) if W0 is None else _finite_array("W0", W0)
-    if W0.shape != (d,):
-        raise ValueError(f"W0 must have shape ({d},) to match X of shape {X.shape}, got shape {W0.shape}")
-    Ws = np.empty((steps + 1, len(labels), d))
-    Ws[0] = W0
-    for k in range(steps):
-        Ws[k + 1] = update(Ws[k], gradient(X, y, Ws[k]))
-    losses = loss(X, y, Ws)
-    return [_trace(label, Ws[:, r], losses[:, r]) for r, label in enumerate(labels)]
-
+# ---- helpers -----------------------------------------------------------------------------------------
 
 def _trace(label: str, W: np.ndarray, losses: np.ndarray) -> Trace:
     """A Trace owning read-only copies of its arrays."""
@@ -193,27 +261,32 @@ def _trace(label: str, W: np.ndarray, losses: np.ndarray) -> Trace:
 
 
 def _soft(W: np.ndarray, threshold) -> np.ndarray:
-    return np.sign(W) * np.maximum(np.abs(W) - threshold, 0.0)
+    """sign(W) * max(|W| - threshold, 0), written as W - clip(W, -threshold, threshold): the same values,
+    but zeroed entries come out as +0.0 rather than -0.0, and threshold = inf zeros everything."""
+    return W - np.minimum(np.maximum(W, -threshold), threshold)
 
 
-def _largest(W: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the k entries of largest |W| along the last axis, ties to the lower index."""
+def _largest(W: np.ndarray, k) -> np.ndarray:
+    """Boolean mask of the k entries of largest |W| along the last axis, ties to the lower index; k may be
+    an array broadcasting against W[..., :1] (one count per row)."""
     order = np.argsort(-np.abs(W), axis=-1, kind="stable")
-    keep = np.zeros(W.shape, dtype=bool)
-    np.put_along_axis(keep, order[..., :k], True, axis=-1)
-    return keep
+    rank = np.argsort(order, axis=-1, kind="stable")  # rank[i] = position of entry i in that order
+    return rank < k
 
 
-def _project(W: np.ndarray, k: int) -> np.ndarray:
-    return np.where(_largest(W, k), W, 0.0)
-
-
-def _trimmed(W: np.ndarray, threshold, n_penalized: int) -> np.ndarray:
-    return np.where(_largest(W, W.shape[-1] - n_penalized), W, _soft(W, threshold))
+def _trimmed(W: np.ndarray, threshold, n_kept) -> np.ndarray:
+    return np.where(_largest(W, n_kept), W, _soft(W, threshold))
 
 
 def _support(W: np.ndarray) -> tuple[int, ...]:
     return tuple(np.flatnonzero(W).tolist())
+
+
+def _n_weights(X) -> int:
+    shape = np.shape(X)
+    if len(shape) != 2:
+        raise ValueError(f"X must have shape (n, d), got shape {shape}")
+    return shape[1]
 
 
 def _check_problem(X, y) -> tuple[np.ndarray, np.ndarray]:
@@ -248,6 +321,6 @@ def _check_count(name: str, value, low: int, high: int | None) -> None:
 
 
 def _check_nonnegative(name: str, value) -> None:
-    v = np.asarray(value)
-    if not (np.issubdtype(v.dtype, np.number) and np.all(np.isfinite(v)) and np.all(v >= 0)):
+    if isinstance(value, bool) or not (isinstance(value, (int, float, np.number)) and np.isfinite(value)
+                                       and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

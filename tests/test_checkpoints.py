@@ -6,7 +6,8 @@ from labkit import checkpoints, models
 
 def _save(tmp_path, net=None, **kw):
     net = net or models.lenet5()
-    args = {"arch": "lenet5", "dataset": "fashion-mnist-mini", "accuracy": 0.875, "recipe": {"epochs": 3}, **kw}
+    args = {"arch": "lenet5", "dataset": "fashion-mnist-mini", "accuracy": 0.875, "recipe": {"epochs": 3},
+            **kw}
     return net, checkpoints.save_checkpoint(net, tmp_path / "m.pt", **args)
 
 

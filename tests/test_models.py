@@ -7,7 +7,8 @@ from labkit import models
 
 
 def _prunable(net):
-    return [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and "id_mapping" not in n]
+    return [n for n, m in net.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and "id_mapping" not in n]
 
 
 def test_resnet20_shape_names_params_and_macs():

@@ -47,7 +47,8 @@ def test_callbacks_run_before_epochs_and_after_every_step(tiny_data):
 
 
 def test_best_after_and_max_batches(tiny_data):
-    hist = train.fit(models.lenet5(), tiny_data, _config(epochs=3, best_after=2, max_batches=2), progress=False)
+    config = _config(epochs=3, best_after=2, max_batches=2)
+    hist = train.fit(models.lenet5(), tiny_data, config, progress=False)
     assert hist.best_epoch == 2
     assert hist.images_per_s[0] > 0
 

@@ -1,0 +1,455 @@
+"""Grading: compare a notebook's results with reference outputs stored as JSON data files.
+
+``labkit/references/<notebook>.<profile>.json`` holds, per question, its maximum points, the comparison rule
+(``"exact"`` or ``{"atol": a, "rtol": r}``) and the expected value, or for a function check the stored
+inputs and expected outputs. :class:`Grader` compares against that file, always with the file's rule and
+points. Two environment variables change what a Grader does:
+
+- ``LABKIT_RECORD=<path>``: record mode. Checks compare nothing; they store values, rules and points into a
+  reference file at ``<path>``. :func:`make_references` runs a whole notebook this way.
+- ``LABKIT_RESULTS=<path>``: every check also appends one JSON line with its outcome there.
+
+Values may be None, bools, numbers, strings, lists/tuples, dicts with string keys, numpy arrays and torch
+tensors; arrays are stored with their library, dtype and shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REFERENCES_DIR = PACKAGE_DIR / "references"
+REPO_DIR = PACKAGE_DIR.parent
+RECORD_ENV = "LABKIT_RECORD"
+RESULTS_ENV = "LABKIT_RESULTS"
+_MAX_PROBLEMS_SHOWN = 5
+
+
+class GradingError(AssertionError):
+    """A result does not match its reference."""
+
+
+class MissingReferenceError(LookupError):
+    """No reference file for a notebook and profile, or no entry for a question in it."""
+
+
+class ReferenceConflictError(RuntimeError):
+    """Newly recorded references differ from the existing reference file."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How numbers are compared: exactly when both tolerances are None, else
+    ``|got - expected| <= atol + rtol * |expected|`` elementwise (a missing tolerance counts as 0)."""
+
+    atol: float | None = None
+    rtol: float | None = None
+
+    def __post_init__(self):
+        for name in ("atol", "rtol"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v < 0):
+                raise ValueError(f"{name} must be None or a finite number >= 0, got {v!r}")
+
+    @property
+    def exact(self) -> bool:
+        return self.atol is None and self.rtol is None
+
+    def to_json(self):
+        if self.exact:
+            return "exact"
+        return {k: v for k, v in (("atol", self.atol), ("rtol", self.rtol)) if v is not None}
+
+    @classmethod
+    def from_json(cls, obj) -> Rule:
+        return cls() if obj == "exact" else cls(obj.get("atol"), obj.get("rtol"))
+
+    def __str__(self):
+        return "exact" if self.exact else ", ".join(f"{k}={v:g}" for k, v in self.to_json().items())
+
+    def matches(self, expected: np.ndarray, got: np.ndarray) -> np.ndarray:
+        """Elementwise: does ``got`` match ``expected`` (NaN matches NaN)?"""
+        if self.exact or expected.dtype == bool or got.dtype == bool:
+            same = expected == got
+            if expected.dtype.kind == "f" and got.dtype.kind == "f":
+                same |= np.isnan(expected) & np.isnan(got)
+            return same
+        return np.isclose(got, expected, atol=self.atol or 0.0, rtol=self.rtol or 0.0, equal_nan=True)
+
+
+# ---- values <-> JSON ---------------------------------------------------------------------------------
+
+def encode(value):
+    """A JSON-ready form of ``value``; arrays and tensors become ``{"$array": library, "dtype", "shape",
+    "data"}``. Raises TypeError for anything else than the supported types."""
+    torch = sys.modules.get("torch")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str) or k.startswith("$")]
+        if bad:
+            raise TypeError(f"dict keys must be strings not starting with '$', got {bad[0]!r}")
+        return {k: encode(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"arrays must hold bools, integers or floats, got dtype {value.dtype}")
+        return {"$array": "numpy", "dtype": str(value.dtype), "shape": list(value.shape),
+                "data": value.tolist()}
+    if torch is not None and isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        if t.is_complex():
+            raise TypeError(f"tensors must hold bools, integers or floats, got dtype {t.dtype}")
+        return {"$array": "torch", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+                "data": t.tolist()}
+    raise TypeError(f"cannot store a value of type {type(value).__name__} as a reference: {value!r:.80}")
+
+
+def decode(obj):
+    """The value :func:`encode` made ``obj`` from (arrays as numpy arrays, tensors as torch tensors)."""
+    if isinstance(obj, list):
+        return [decode(v) for v in obj]
+    if isinstance(obj, dict) and "$array" in obj:
+        if obj["$array"] == "torch":
+            import torch
+
+            return torch.tensor(obj["data"], dtype=getattr(torch, obj["dtype"])).reshape(obj["shape"])
+        return np.array(obj["data"], dtype=obj["dtype"]).reshape(obj["shape"])
+    if isinstance(obj, dict):
+        return {k: decode(v) for k, v in obj.items()}
+    return obj
+
+
+def compare(expected, got, rule: Rule, where: str = "") -> list[str]:
+    """Problems found comparing two encoded values (empty when they match), each prefixed by where it is
+    inside the value, e.g. ``['lam=0.2'][3]``."""
+    at = f"at {where}: " if where else ""
+    e_num, g_num = _as_array(expected), _as_array(got)
+    if e_num is not None and g_num is not None:
+        return _compare_arrays(e_num, g_num, rule, at)
+    if _kind(expected) != _kind(got):
+        return [f"{at}expected {_describe(expected)}, got {_describe(got)}"]
+    if isinstance(expected, dict):
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        if missing or extra:
+            return [f"{at}keys differ: missing {missing}, unexpected {extra}"]
+        return [p for k in expected for p in compare(expected[k], got[k], rule, f"{where}[{k!r}]")]
+    if isinstance(expected, list):
+        if len(expected) != len(got):
+            return [f"{at}expected a list of length {len(expected)}, got length {len(got)}"]
+        return [p for i, (e, g) in enumerate(zip(expected, got, strict=True))
+                for p in compare(e, g, rule, f"{where}[{i}]")]
+    return [] if expected == got else [f"{at}expected {expected!r}, got {got!r}"]
+
+
+def _as_array(obj) -> np.ndarray | None:
+    if isinstance(obj, (bool, int, float)):
+        return np.asarray(obj)
+    if isinstance(obj, dict) and "$array" in obj:
+        return np.asarray(obj["data"], dtype=bool if obj["dtype"] == "bool" else None).reshape(obj["shape"])
+    return None
+
+
+def _compare_arrays(expected: np.ndarray, got: np.ndarray, rule: Rule, at: str) -> list[str]:
+    if expected.shape != got.shape:
+        return [f"{at}expected shape {expected.shape}, got shape {got.shape}"]
+    if (expected.dtype == bool) != (got.dtype == bool):
+        return [f"{at}expected dtype {expected.dtype}, got dtype {got.dtype}"]
+    bad = ~rule.matches(expected, got)
+    if not bad.any():
+        return []
+    diff = np.where(bad, np.abs(got.astype(float) - expected.astype(float)), -1.0)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    worst = np.unravel_index(np.argmax(diff), diff.shape)
+    e, g, d = expected[worst].item(), got[worst].item(), diff[worst]
+    if expected.ndim == 0:
+        return [f"{at}expected {e!r}, got {g!r} (|diff| {d:.3g}, rule {rule})"]
+    msg = (f"{at}{int(bad.sum())} of {bad.size} elements differ (rule {rule}); worst at index "
+           f"{tuple(int(i) for i in worst)}: expected {e!r}, got {g!r} (|diff| {d:.3g})")
+    if expected.size <= 12:
+        msg += f"\n      expected {expected.tolist()}\n      got      {got.tolist()}"
+    return [msg]
+
+
+def _kind(obj) -> str:
+    if isinstance(obj, dict) and "$array" in obj:
+        return "array"
+    return {dict: "dict", list: "list", str: "str", bool: "bool"}.get(type(obj), type(obj).__name__)
+
+
+def _describe(obj) -> str:
+    if _kind(obj) == "array":
+        return f"an array of dtype {obj['dtype']} and shape {tuple(obj['shape'])}"
+    return f"a {_kind(obj)} ({obj!r:.60})"
+
+
+# ---- the grader --------------------------------------------------------------------------------------
+
+class Grader:
+    """Checks one notebook's results against ``<references_dir>/<notebook>.<profile>.json``."""
+
+    def __init__(self, notebook: str, profile: str = "quick", *, references_dir: str | Path | None = None):
+        self.notebook, self.profile = _check_name("notebook", notebook), _check_name("profile", profile)
+        self.reference_path = Path(references_dir or REFERENCES_DIR) / f"{notebook}.{profile}.json"
+        self.record_path = os.environ.get(RECORD_ENV) or None
+        self.results_path = os.environ.get(RESULTS_ENV) or None
+        self._rows: dict[str, dict] = {}
+        if self.record_path:
+            self._questions: dict[str, dict] = {}
+        elif not self.reference_path.is_file():
+            raise MissingReferenceError(
+                f"no reference file {self.reference_path} for notebook {notebook!r}, profile {profile!r}; "
+                f"create it with `labkit references {notebook} --profile {profile}`")
+        else:
+            self._questions = json.loads(self.reference_path.read_text())["questions"]
+
+    def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
+              rtol: float | None = None) -> None:
+        """Compare ``value`` with the reference of ``question_id`` under the reference's rule; raise
+        GradingError with a diff when it differs. ``points``/``atol``/``rtol`` only matter when recording."""
+        if self.record_path:
+            self._record(question_id, {"kind": "value", "points": _check_points(points),
+                                       "rule": Rule(atol, rtol).to_json(), "expected": encode(value)})
+            return
+        entry = self._entry(question_id, "value")
+        self._score(question_id, entry, _problems(entry["expected"], value, Rule.from_json(entry["rule"])))
+
+    def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
+                       atol: float | None = None, rtol: float | None = None) -> None:
+        """Run ``fn`` on the stored inputs of ``question_id`` and compare each output with the stored one.
+        Each input case is a tuple of positional arguments or a dict of keyword arguments; ``inputs``,
+        ``points``, ``atol`` and ``rtol`` only matter when recording (then ``inputs`` is required)."""
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r}")
+        if self.record_path:
+            if not inputs or not isinstance(inputs, (list, tuple)):
+                raise ValueError(f"inputs must be a non-empty list of cases when recording, got {inputs!r}")
+            cases = []
+            for case in inputs:
+                args, kwargs = _split_case(case)
+                stored = {"args": encode(args), "kwargs": encode(kwargs)}  # before fn can mutate them
+                cases.append({**stored, "expected": encode(fn(*args, **kwargs))})
+            self._record(question_id, {"kind": "function", "function": getattr(fn, "__name__", repr(fn)),
+                                       "points": _check_points(points), "rule": Rule(atol, rtol).to_json(),
+                                       "cases": cases})
+            return
+        entry = self._entry(question_id, "function")
+        rule, problems = Rule.from_json(entry["rule"]), []
+        for i, case in enumerate(entry["cases"], 1):
+            args, kwargs = decode(case["args"]), decode(case["kwargs"])
+            where = f"case {i} of {len(entry['cases'])}, {_call_text(fn, args, kwargs)}"
+            try:
+                got = fn(*args, **kwargs)
+            except Exception as e:  # a student's function may fail in any way; report it as a failed case
+                problems.append(f"{where}: raised {type(e).__name__}: {e}")
+                continue
+            problems += [f"{where}: {p}" for p in _problems(case["expected"], got, rule)]
+        self._score(question_id, entry, problems)
+
+    def summary(self) -> list[dict]:
+        """Print the score table (question, points, max, status) with the total, and return its rows."""
+        rows = [self._rows.get(q, {"question": q, "points": 0, "max": e["points"], "status": "not run"})
+                for q, e in self._questions.items()]
+        print(format_table(rows))
+        print(f"total: {sum(r['points'] for r in rows):g} / {sum(r['max'] for r in rows):g}")
+        return rows
+
+    def _entry(self, question_id: str, kind: str) -> dict:
+        if question_id not in self._questions:
+            raise MissingReferenceError(
+                f"no reference for question {question_id!r} in {self.reference_path}; regenerate it with "
+                f"`labkit references {self.notebook} --profile {self.profile}`")
+        entry = self._questions[question_id]
+        if entry["kind"] != kind:
+            method = "check_function" if entry["kind"] == "function" else "check"
+            raise ValueError(f"question {question_id!r} is a {entry['kind']} check in the reference; "
+                             f"use grader.{method}")
+        return entry
+
+    def _record(self, question_id: str, entry: dict) -> None:
+        _check_name("question_id", question_id, pattern=r"[^\s]+")
+        if question_id in self._questions:
+            raise ValueError(f"question {question_id!r} is recorded twice; question ids must be unique")
+        self._questions[question_id] = entry
+        self._rows[question_id] = {"question": question_id, "points": entry["points"], "max": entry["points"],
+                                   "status": "recorded"}
+        write_json_atomic(self.record_path, {"notebook": self.notebook, "profile": self.profile,
+                                             "questions": self._questions})
+        print(f"recorded {question_id} ({entry['points']:g} points, rule {Rule.from_json(entry['rule'])})")
+
+    def _score(self, question_id: str, entry: dict, problems: list[str]) -> None:
+        passed, max_points = not problems, entry["points"]
+        message = "" if passed else _failure_text(question_id, problems)
+        self._rows[question_id] = {"question": question_id, "points": max_points if passed else 0,
+                                   "max": max_points, "status": "pass" if passed else "FAIL"}
+        if self.results_path:
+            line = {"notebook": self.notebook, "profile": self.profile, "question": question_id,
+                    "points": self._rows[question_id]["points"], "max_points": max_points, "passed": passed,
+                    "message": message}
+            with open(self.results_path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+        if not passed:
+            raise GradingError(message)
+        print(f"pass {question_id} ({max_points:g}/{max_points:g} points)")
+
+
+def _problems(expected, value, rule: Rule) -> list[str]:
+    """:func:`compare` for a raw ``value``; a value of a type that cannot be stored is a problem too."""
+    try:
+        return compare(expected, encode(value), rule)
+    except TypeError as e:
+        return [str(e)]
+
+
+def _failure_text(question_id: str, problems: list[str]) -> str:
+    shown = problems[:_MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    return (f"question {question_id!r} does not match its reference:\n  " + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else ""))
+
+
+def _split_case(case) -> tuple[list, dict]:
+    if isinstance(case, dict):
+        return [], case
+    if isinstance(case, (list, tuple)):
+        return list(case), {}
+    raise TypeError(f"each input case must be a tuple of arguments or a dict of keyword arguments, "
+                    f"got {case!r}")
+
+
+def _call_text(fn: Callable, args: list, kwargs: dict) -> str:
+    def show(v):
+        text = repr(v.tolist() if hasattr(v, "tolist") else v)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
+    return f"{getattr(fn, '__name__', 'fn')}({', '.join(parts)})"
+
+
+def _check_name(name: str, value, pattern: str = r"[A-Za-z0-9_\-]+") -> str:
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise ValueError(f"{name} must be a non-empty string matching {pattern}, got {value!r}")
+    return value
+
+
+def _check_points(points) -> float:
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or not points > 0:
+        raise ValueError(f"points must be a number > 0, got {points!r}")
+    return points
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows of equal keys as a fixed-width text table (floats with 4 significant digits)."""
+    if not rows:
+        return "(no rows)"
+    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()] for r in rows]
+    header = [str(k) for k in rows[0]]
+    widths = [max(len(c) for c in col) for col in zip(header, *cells, strict=True)]
+    lines = [header, ["-" * w for w in widths], *cells]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+# ---- writing reference files -------------------------------------------------------------------------
+
+def write_json_atomic(path: str | Path, doc: dict) -> None:
+    """Write ``doc`` to ``path`` through a temporary file and os.replace; one line per question."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = {k: v for k, v in doc.items() if k != "questions"}
+    lines = [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+    questions = [f"  {json.dumps(q)}: {json.dumps(e)}" for q, e in doc.get("questions", {}).items()]
+    text = "{\n" + "\n".join(lines) + '\n "questions": {\n' + ",\n".join(questions) + "\n }\n}\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; references are shipped data
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def changed_questions(old: dict, new: dict) -> list[str]:
+    """Questions added, removed or changed from reference questions ``old`` to ``new``: a change is other
+    points, rule, kind or inputs, or an expected value that fails the old rule."""
+    changes = [f"{q} (removed)" for q in old if q not in new] + [f"{q} (added)" for q in new if q not in old]
+    for q in old.keys() & new.keys():
+        o, n = old[q], new[q]
+        if _metadata(o) != _metadata(n):
+            changes.append(f"{q} (points, rule or kind)")
+            continue
+        rule = Rule.from_json(o["rule"])
+        if o["kind"] == "value":
+            problems = compare(o["expected"], n["expected"], rule)
+        elif [(c["args"], c["kwargs"]) for c in o["cases"]] != [(c["args"], c["kwargs"]) for c in n["cases"]]:
+            problems = ["inputs"]
+        else:
+            problems = [p for oc, nc in zip(o["cases"], n["cases"], strict=True)
+                        for p in compare(oc["expected"], nc["expected"], rule)]
+        if problems:
+            changes.append(f"{q} ({problems[0].splitlines()[0]})")
+    return sorted(changes)
+
+
+def _metadata(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if k not in ("expected", "cases")}
+
+
+def resolve_notebook(notebook: str | Path) -> Path:
+    """A notebook given by path, or by name (``01_sparse_linear``) under ``<repo>/notebooks``."""
+    path = Path(notebook)
+    if path.is_file():
+        return path
+    named = REPO_DIR / "notebooks" / (path.name if path.suffix == ".ipynb" else f"{path.name}.ipynb")
+    if named.is_file():
+        return named
+    available = sorted(p.stem for p in (REPO_DIR / "notebooks").glob("*.ipynb"))
+    raise FileNotFoundError(f"notebook {str(notebook)!r} is neither a file nor one of {available}")
+
+
+def make_references(notebook: str | Path, profile: str, force: bool = False, *,
+                    references_dir: str | Path | None = None, runs_dir: str | Path | None = None) -> Path:
+    """Run ``notebook`` with PROFILE=profile in record mode (the executed copy goes to ``runs_dir``, default
+    ``<repo>/runs/references``) and write ``<references_dir>/<notebook>.<profile>.json``; return its path.
+    An existing file is left as is when nothing changed, and replaced only with ``force`` when something did
+    (else ReferenceConflictError)."""
+    from labkit.runner import execute_notebook
+
+    path = resolve_notebook(notebook)
+    name, profile = path.stem, _check_name("profile", profile)
+    target = Path(references_dir or REFERENCES_DIR) / f"{name}.{profile}.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        record = Path(tmp) / "record.json"
+        execute_notebook(path, Path(runs_dir or REPO_DIR / "runs" / "references") / f"{name}.{profile}.ipynb",
+                         {"PROFILE": profile}, env={RECORD_ENV: str(record)})
+        if not record.is_file():
+            raise RuntimeError(f"{path} ran no checks, so there is nothing to record")
+        new = json.loads(record.read_text())
+    if (new["notebook"], new["profile"]) != (name, profile):
+        raise ValueError(f"{path} recorded references for notebook {new['notebook']!r}, profile "
+                         f"{new['profile']!r}; its Grader must be Grader({name!r}, profile=PROFILE)")
+    if target.is_file():
+        changes = changed_questions(json.loads(target.read_text())["questions"], new["questions"])
+        if not changes:
+            return target
+        if not force:
+            raise ReferenceConflictError(f"{target} exists and these questions changed:\n  "
+                                         + "\n  ".join(changes) + "\nrerun with --force to overwrite it")
+    write_json_atomic(target, new)
+    return target

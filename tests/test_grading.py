@@ -1,0 +1,281 @@
+"""Grading: reference files, comparison rules, function checks, record mode, results lines."""
+
+import json
+
+import nbformat
+import numpy as np
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from labkit import grading, sparse
+from labkit.grading import Grader, GradingError, MissingReferenceError, ReferenceConflictError
+
+
+@pytest.fixture(autouse=True)
+def no_grading_env(monkeypatch):
+    monkeypatch.delenv(grading.RECORD_ENV, raising=False)
+    monkeypatch.delenv(grading.RESULTS_ENV, raising=False)
+
+
+def record(tmp_path, monkeypatch, checks, notebook="nb"):
+    """Run ``checks(grader)`` in record mode into ``tmp_path/<notebook>.quick.json``; return tmp_path."""
+    monkeypatch.setenv(grading.RECORD_ENV, str(tmp_path / f"{notebook}.quick.json"))
+    checks(Grader(notebook, references_dir=tmp_path))
+    monkeypatch.delenv(grading.RECORD_ENV)
+    return tmp_path
+
+
+def test_pass_scores_the_points_from_the_reference(tmp_path, monkeypatch, capsys):
+    refs = record(tmp_path, monkeypatch, lambda g: (g.check("q1", np.array([1.0, 2.0]), points=2, atol=1e-9),
+                                                    g.check("q2", "abc")))
+    g = Grader("nb", references_dir=refs)
+    g.check("q1", np.array([1.0, 2.0]) + 1e-10)
+    rows = g.summary()
+    assert rows == [{"question": "q1", "points": 2, "max": 2, "status": "pass"},
+                    {"question": "q2", "points": 0, "max": 1, "status": "not run"}]
+    assert "total: 2 / 3" in capsys.readouterr().out
+
+
+def test_failure_raises_a_readable_diff(tmp_path, monkeypatch):
+    refs = record(tmp_path, monkeypatch, lambda g: g.check("b.W", np.array([1.0, 2.0, 3.0]), points=2,
+                                                           atol=1e-9))
+    g = Grader("nb", references_dir=refs)
+    with pytest.raises(GradingError) as err:
+        g.check("b.W", np.array([1.0, 2.5, 3.1]))
+    assert isinstance(err.value, AssertionError)
+    message = str(err.value)
+    for part in ["'b.W'", "2 of 3 elements differ", "atol=1e-09", "worst at index (1,)",
+                 "expected 2.0, got 2.5", "expected [1.0, 2.0, 3.0]", "got      [1.0, 2.5, 3.1]"]:
+        assert part in message, (part, message)
+    assert g.summary()[0] == {"question": "b.W", "points": 0, "max": 2, "status": "FAIL"}
+
+
+@pytest.mark.parametrize("expected, got, words", [
+    ({"lam=0.2": 1.0, "lam=1": 2.0}, {"lam=0.2": 1.0, "lam=1": 2.5}, "at ['lam=1']: expected 2.0, got 2.5"),
+    ({"a": 1.0}, {"b": 1.0}, "keys differ: missing ['a'], unexpected ['b']"),
+    (np.zeros((2, 3)), np.zeros((3, 2)), "expected shape (2, 3), got shape (3, 2)"),
+    (np.array([True, False]), np.array([1, 0]), "expected dtype bool, got dtype int64"),
+    ([1.0, 2.0], [1.0], "expected a list of length 2, got length 1"),
+    ({"a": 1.0}, [1.0], "expected a dict"),
+    ("abc", "abd", "expected 'abc', got 'abd'"),
+    (1.0, object(), "cannot store a value of type object"),
+])
+def test_mismatch_messages_say_what_differs(tmp_path, monkeypatch, expected, got, words):
+    refs = record(tmp_path, monkeypatch, lambda g: g.check("q", expected))
+    with pytest.raises(GradingError, match="q") as err:
+        Grader("nb", references_dir=refs).check("q", got)
+    assert words in str(err.value)
+
+
+def test_missing_reference_file_says_how_to_create_it(tmp_path):
+    with pytest.raises(MissingReferenceError, match=r"labkit references 01_x --profile full"):
+        Grader("01_x", profile="full", references_dir=tmp_path)
+
+
+def test_missing_question_says_how_to_regenerate(tmp_path, monkeypatch):
+    refs = record(tmp_path, monkeypatch, lambda g: g.check("q1", 1.0))
+    with pytest.raises(MissingReferenceError, match=r"'q9'.*labkit references nb --profile quick"):
+        Grader("nb", references_dir=refs).check("q9", 1.0)
+
+
+@pytest.mark.parametrize("tolerance, expected, got, passes", [
+    ({}, 1.0, 1.0, True),
+    ({}, 1.0, np.nextafter(1.0, 2.0), False),
+    ({}, np.array([3, 4]), np.array([3, 4]), True),
+    ({"atol": 0.5}, 1.0, 1.5, True),  # exactly at the boundary
+    ({"atol": 0.5}, 1.0, 1.5000001, False),
+    ({"atol": 0.5}, 1.0, 0.4999999, False),
+    ({"rtol": 0.25}, 2.0, 2.5, True),
+    ({"rtol": 0.25}, 2.0, 2.5000001, False),
+    ({"rtol": 0.25}, -2.0, -1.5, True),
+    ({"atol": 0.25, "rtol": 0.25}, 2.0, 2.75, True),
+    ({"atol": 0.25, "rtol": 0.25}, 2.0, 2.7500001, False),
+    ({"atol": 0.5}, np.array([np.nan, 1.0]), np.array([np.nan, 1.25]), True),
+])
+def test_tolerance_rules_at_and_beyond_the_boundary(tmp_path, monkeypatch, tolerance, expected, got, passes):
+    refs = record(tmp_path, monkeypatch, lambda g: g.check("q", expected, **tolerance))
+    g = Grader("nb", references_dir=refs)
+    if passes:
+        g.check("q", got)
+    else:
+        with pytest.raises(GradingError):
+            g.check("q", got)
+
+
+def test_rule_and_points_come_from_the_file_not_the_call(tmp_path, monkeypatch):
+    refs = record(tmp_path, monkeypatch, lambda g: g.check("q", 1.0, points=2, atol=1e-9))
+    g = Grader("nb", references_dir=refs)
+    with pytest.raises(GradingError, match="atol=1e-09"):
+        g.check("q", 1.1, points=100, atol=1.0)
+    g.check("q", 1.0, points=100, rtol=0.5)
+    assert g.summary()[0]["max"] == 2
+
+
+def test_record_mode_round_trip_keeps_types_dtypes_and_shapes(tmp_path, monkeypatch):
+    import torch
+
+    value = {"W": np.arange(6, dtype=np.float32).reshape(2, 3), "mask": np.array([True, False]),
+             "codes": np.array([[1, 2]], dtype=np.uint8), "t": torch.tensor([[0.5, -1.0]]), "n": np.int64(7),
+             "x": 0.1, "flag": False, "name": "resnet", "none": None, "pair": (1, 2.5),
+             "empty": np.zeros((0, 3))}
+    refs = record(tmp_path, monkeypatch, lambda g: g.check("q", value, points=3, rtol=1e-6))
+    entry = json.loads((refs / "nb.quick.json").read_text())["questions"]["q"]
+    assert entry["points"] == 3 and entry["rule"] == {"rtol": 1e-06} and entry["kind"] == "value"
+    assert entry["expected"]["W"] == {"$array": "numpy", "dtype": "float32", "shape": [2, 3],
+                                      "data": [[0, 1, 2], [3, 4, 5]]}
+    assert entry["expected"]["t"]["$array"] == "torch" and entry["expected"]["t"]["dtype"] == "float32"
+    back = grading.decode(entry["expected"])
+    assert back["codes"].dtype == np.uint8 and back["empty"].shape == (0, 3)
+    assert isinstance(back["t"], torch.Tensor) and back["t"].dtype == torch.float32
+    Grader("nb", references_dir=refs).check("q", value)
+
+
+def test_record_mode_rejects_duplicates_and_bad_arguments(tmp_path, monkeypatch):
+    monkeypatch.setenv(grading.RECORD_ENV, str(tmp_path / "rec.json"))
+    g = Grader("nb", references_dir=tmp_path)
+    g.check("q", 1.0)
+    with pytest.raises(ValueError, match="'q' is recorded twice"):
+        g.check("q", 2.0)
+    with pytest.raises(ValueError, match="points must be a number > 0, got 0"):
+        g.check("q2", 1.0, points=0)
+    with pytest.raises(ValueError, match="atol must be None or a finite number >= 0, got -1"):
+        g.check("q3", 1.0, atol=-1)
+    with pytest.raises(ValueError, match="inputs must be a non-empty list"):
+        g.check_function("q4", sparse.soft_threshold)
+    with pytest.raises(TypeError, match="cannot store a value of type set"):
+        g.check("q5", {1, 2})
+
+
+def test_bad_grader_arguments():
+    with pytest.raises(ValueError, match="notebook must be a non-empty string"):
+        Grader("../nb")
+    with pytest.raises(ValueError, match="profile must be a non-empty string"):
+        Grader("nb", profile="")
+
+
+SOFT_INPUTS = [(np.array([0.5, -0.5, 0.2, -0.1, 0.0]), 0.2), (np.array([[1.0, -2.0]]), 0.5),
+               {"W": [3.0], "threshold": 1}]
+TOPK_INPUTS = [(np.array([0.5, -2.0, 1.0, 0.1, -1.5]), 2), (np.array([1.0, -3.0, 2.0]), 1)]
+
+
+@pytest.fixture
+def function_refs(tmp_path, monkeypatch):
+    def checks(g):
+        g.check_function("e.soft", sparse.soft_threshold, inputs=SOFT_INPUTS, points=2)
+        g.check_function("c.topk", sparse.project_topk, inputs=TOPK_INPUTS, points=2)
+
+    return record(tmp_path, monkeypatch, checks)
+
+
+def test_check_function_passes_a_correct_implementation(function_refs):
+    g = Grader("nb", references_dir=function_refs)
+
+    def my_soft(W, threshold):
+        W = np.asarray(W)
+        return W - np.clip(W, -threshold, threshold)
+
+    g.check_function("e.soft", my_soft)
+    g.check_function("c.topk", sparse.project_topk, inputs=[(np.zeros(3), 1)])  # call's inputs are ignored
+    assert [r["status"] for r in g.summary()] == ["pass", "pass"]
+
+
+def test_check_function_names_the_failing_case_of_a_wrong_soft_threshold(function_refs):
+    def wrong_soft(W, threshold):  # forgets the negative side
+        return np.maximum(np.asarray(W) - threshold, 0)
+
+    with pytest.raises(GradingError) as err:
+        Grader("nb", references_dir=function_refs).check_function("e.soft", wrong_soft)
+    message = str(err.value)
+    assert "case 1 of 3, wrong_soft([0.5, -0.5, 0.2, -0.1, 0.0], 0.2)" in message
+    assert "expected -0.3, got 0.0" in message
+    assert "case 2 of 3" in message and "case 3 of 3" not in message
+
+
+def test_check_function_names_the_failing_case_of_a_wrong_projection(function_refs):
+    def keep_smallest(W, k):
+        order = np.argsort(np.abs(W))[:k]
+        return np.where(np.isin(np.arange(len(W)), order), W, 0.0)
+
+    with pytest.raises(GradingError, match=r"case 1 of 2, keep_smallest\(\[0.5, -2.0, 1.0, 0.1, -1.5\], 2\)"):
+        Grader("nb", references_dir=function_refs).check_function("c.topk", keep_smallest)
+
+
+def test_check_function_reports_a_function_that_raises(function_refs):
+    def broken(W, k):
+        raise RuntimeError("not implemented")
+
+    with pytest.raises(GradingError, match="case 2 of 2.*raised RuntimeError: not implemented"):
+        Grader("nb", references_dir=function_refs).check_function("c.topk", broken)
+
+
+def test_check_and_check_function_are_not_interchangeable(function_refs):
+    with pytest.raises(ValueError, match="function check in the reference; use grader.check_function"):
+        Grader("nb", references_dir=function_refs).check("c.topk", 1.0)
+
+
+def test_results_lines_are_appended_per_check(tmp_path, monkeypatch):
+    refs = record(tmp_path, monkeypatch, lambda g: (g.check("q1", 1.0, points=2), g.check("q2", 2.0)))
+    results = tmp_path / "results.jsonl"
+    monkeypatch.setenv(grading.RESULTS_ENV, str(results))
+    g = Grader("nb", references_dir=refs)
+    g.check("q1", 1.0)
+    with pytest.raises(GradingError):
+        g.check("q2", 3.0)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert lines[0] == {"notebook": "nb", "profile": "quick", "question": "q1", "points": 2, "max_points": 2,
+                        "passed": True, "message": ""}
+    assert lines[1]["passed"] is False and lines[1]["points"] == 0
+    assert "expected 2.0, got 3.0" in lines[1]["message"]
+
+
+def test_changed_questions_uses_the_old_rule():
+    def entry(value, atol=1e-9, points=1):
+        return {"kind": "value", "points": points, "rule": {"atol": atol}, "expected": value}
+
+    old = {"a": entry(1.0), "b": entry(2.0), "c": entry(3.0), "d": entry(4.0)}
+    new = {"a": entry(1.0 + 1e-12), "b": entry(2.1), "c": entry(3.0, points=2), "e": entry(5.0)}
+    changes = grading.changed_questions(old, new)
+    assert [c.split()[0] for c in changes] == ["b", "c", "d", "e"]
+    assert grading.changed_questions(old, old) == []
+
+
+def tiny_notebook(path, value):
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                               "language": "python"}}, cells=[
+        new_code_cell('PROFILE = "quick"', metadata={"tags": ["parameters"]}),
+        new_code_cell(f'from labkit.grading import Grader\ng = Grader("{path.stem}", profile=PROFILE)\n'
+                      f'g.check("x", {value!r}, points=2, atol=0.01)'),
+    ])
+    nbformat.write(nb, path)
+    return path
+
+
+def test_make_references_records_refuses_changes_and_forces(tmp_path):
+    refs = tmp_path / "refs"
+    old = {"x": {"kind": "value", "points": 2, "rule": {"atol": 0.01}, "expected": 1.0}}
+    doc = {"notebook": "tiny", "profile": "quick", "questions": old}
+    grading.write_json_atomic(refs / "tiny.quick.json", doc)
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", 1.5)
+    dirs = {"references_dir": refs, "runs_dir": tmp_path / "runs"}
+    with pytest.raises(ReferenceConflictError, match=r"x \(expected 1.0, got 1.5"):
+        grading.make_references(nb, "quick", **dirs)
+    assert json.loads((refs / "tiny.quick.json").read_text())["questions"] == old
+    written = grading.make_references(nb, "quick", force=True, **dirs)
+    assert written == refs / "tiny.quick.json"
+    assert json.loads(written.read_text())["questions"]["x"]["expected"] == 1.5
+    Grader("tiny", references_dir=refs).check("x", 1.505)
+
+
+def test_resolve_notebook_by_name_and_unknown_names():
+    expected = grading.REPO_DIR / "notebooks" / "01_sparse_linear.ipynb"
+    assert grading.resolve_notebook("01_sparse_linear") == expected
+    with pytest.raises(FileNotFoundError, match="'99_nope' is neither a file nor one of"):
+        grading.resolve_notebook("99_nope")
+
+
+def test_shipped_lab1_references_exist_for_both_profiles():
+    for profile in ("quick", "full"):
+        g = Grader("01_sparse_linear", profile=profile)
+        X, y = sparse.hw_data()
+        g.check("c.W", sparse.projected_gd(X, y).W[-1])
+        g.check_function("e.soft_threshold", sparse.soft_threshold)

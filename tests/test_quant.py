@@ -1,0 +1,212 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from labkit.measure import count_host_syncs
+from labkit.models import lenet5, resnet20
+from labkit.quant import (
+    STE,
+    LSQConv2d,
+    LSQLinear,
+    LSQQuantizer,
+    QConv2d,
+    QLinear,
+    check_bit,
+    lsq_quantize_model,
+    quantize,
+)
+
+# One weight vector for the hand-computed tables: a pruned zero, a range that is not symmetric.
+W = torch.tensor([-0.5, 0.0, 0.4, 0.85, 1.5])
+
+# Asymmetric: beta = -0.5, alpha = 2, w_s = (w + 0.5)/2 = [0, (0.25), 0.45, 0.675, 1];
+# R = round(w_s (2^b - 1)) / (2^b - 1); w_q = 2 R - 0.5; the zero stays zero.
+ASYMMETRIC = {
+    1: [-0.5, 0.0, -0.5, 1.5, 1.5],        # round(w_s) = 0, 0, 1, 1
+    2: [-0.5, 0.0, 1 / 6, 5 / 6, 1.5],     # round(3 w_s) = 0, 1, 2, 3
+    3: [-0.5, 0.0, 5 / 14, 13 / 14, 1.5],  # round(7 w_s) = 0, 3, 5, 7
+    4: [-0.5, 0.0, 13 / 30, 5 / 6, 1.5],   # round(15 w_s) = 0, 7, 10, 15
+}
+# Symmetric: max|w| = 1.5, w_s = w/1.5 = [-1/3, 0, 0.267, 0.567, 1];
+# R = round(w_s (2^(b-1) - 1)) / (2^(b-1) - 1); w_q = 1.5 R.
+SYMMETRIC = {
+    2: [0.0, 0.0, 0.0, 1.5, 1.5],          # round(w_s) = 0, 0, 0, 1, 1
+    3: [-0.5, 0.0, 0.5, 1.0, 1.5],         # round(3 w_s) = -1, 0, 1, 2, 3
+    4: [-3 / 7, 0.0, 3 / 7, 6 / 7, 1.5],   # round(7 w_s) = -2, 0, 2, 4, 7
+}
+
+
+@pytest.mark.parametrize("symmetric, table", [(False, ASYMMETRIC), (True, SYMMETRIC)])
+def test_ste_forward_matches_hand_computed_levels(symmetric, table):
+    for bit, expected in table.items():
+        wq = STE.apply(W, bit, symmetric)
+        torch.testing.assert_close(wq, torch.tensor(expected), rtol=0, atol=1e-6, msg=f"bit={bit}")
+        assert wq[1] == 0
+        assert torch.equal(quantize(W, bit, symmetric), wq)
+
+
+def test_ste_bit_none_is_identity_and_bit_zero_gives_zeros():
+    assert torch.equal(STE.apply(W, None), W)
+    assert torch.equal(STE.apply(W, 0, True), torch.zeros(5))
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_ste_degenerate_tensors(symmetric):
+    assert torch.equal(quantize(torch.zeros(4), 3, symmetric), torch.zeros(4))  # not 0/0 = NaN
+    for constant in ([0.3, 0.3, 0.3], [-2.0, -2.0, -2.0], [0.3, 0.0, 0.3]):
+        w = torch.tensor(constant)
+        assert torch.equal(quantize(w, 3, symmetric), w)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_ste_poisons_all_of_w_q_on_nan_or_inf_and_quantize_refuses(symmetric, bad):
+    w = torch.tensor([0.5, 0.0, -1.0, bad])
+    assert torch.isnan(STE.apply(w, 4, symmetric)).all()
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        quantize(w, 4, symmetric)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_ste_gradient_passes_straight_through(symmetric):
+    w = W.clone().requires_grad_()
+    upstream = torch.tensor([0.1, -2.0, 3.0, 0.0, 7.5])
+    (STE.apply(w, 3, symmetric) * upstream).sum().backward()
+    assert torch.equal(w.grad, upstream)
+
+
+def test_qconv2d_keeps_pruned_zeros_through_sgd_with_a_mask():
+    torch.manual_seed(0)
+    conv = QConv2d(2, 3, 3, nbits=3, bias=False)
+    mask = (torch.rand_like(conv.weight) > 0.5).float()
+    with torch.no_grad():
+        conv.weight.mul_(mask)
+    before = conv.weight.detach().clone()
+    opt = torch.optim.SGD(conv.parameters(), lr=0.1)
+    x = torch.randn(4, 2, 6, 6)
+    for _ in range(3):
+        opt.zero_grad()
+        conv(x).square().mean().backward()
+        assert conv.weight.grad[mask == 0].abs().sum() > 0  # STE alone would revive pruned weights
+        opt.step()
+        with torch.no_grad():
+            conv.weight.mul_(mask)  # the pruning step callback
+    wq = quantize(conv.weight.detach(), 3)
+    assert not torch.equal(conv.weight, before)
+    assert (wq[mask == 0] == 0).all()
+    assert wq[mask == 1].unique().numel() <= 2**3
+
+
+def test_training_step_through_ste_and_lsq_layers_has_no_host_sync():
+    layers = [QConv2d(2, 3, 3, nbits=4), QConv2d(2, 3, 3, nbits=4, symmetric=True),
+              LSQConv2d(2, 3, 3, bits=4, act_bits=4)]
+    x = torch.randn(2, 2, 5, 5)
+    for layer in layers:  # LSQ's first call initialises its steps: that too stays on the device
+        assert count_host_syncs(lambda layer=layer: layer(x).sum().backward()) == 0, layer
+        assert layer(x).shape == (2, 3, 3, 3)
+
+
+@pytest.mark.parametrize("build, shape", [(resnet20, (2, 3, 8, 8)), (lenet5, (2, 1, 28, 28))])
+def test_float_state_dict_loads_into_quantized_model(build, shape):
+    torch.manual_seed(0)
+    net, qnet = build().eval(), build(nbits=4).eval()
+    assert qnet.state_dict().keys() == net.state_dict().keys()
+    qnet.load_state_dict(net.state_dict())
+    x = torch.randn(shape)
+    out, qout = net(x), qnet(x)
+    assert torch.isfinite(qout).all()
+    assert not torch.allclose(out, qout)
+
+
+@pytest.mark.parametrize("bit, error", [(17, ValueError), (-1, ValueError), (True, TypeError),
+                                        (2.0, TypeError), ("4", TypeError)])
+def test_check_bit_refuses_bad_bits(bit, error):
+    with pytest.raises(error, match="bit="):
+        check_bit(bit)
+    with pytest.raises(error, match="bit="):
+        QLinear(3, 2, nbits=bit)
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="bit=1 with symmetric=True"):
+        STE.apply(W, 1, True)
+    with pytest.raises(ValueError, match="bit=1 with symmetric=True"):
+        QConv2d(1, 1, 1, nbits=1, symmetric=True)
+    with pytest.raises(TypeError, match="symmetric="):
+        quantize(W, 4, symmetric="yes")
+    with pytest.raises(TypeError, match="w="):
+        quantize(torch.tensor([1, 2]), 4)
+    with pytest.raises(ValueError, match="bits=1"):
+        LSQQuantizer(1)
+    with pytest.raises(TypeError, match="bits="):
+        LSQQuantizer(4.0)
+    with pytest.raises(ValueError, match="bits=1"):
+        lsq_quantize_model(lenet5(), 1)
+    with pytest.raises(ValueError, match="fc9"):
+        lsq_quantize_model(lenet5(), 4, layers=["fc1", "fc9"])
+    with pytest.raises(TypeError, match="layers="):
+        lsq_quantize_model(lenet5(), 4, layers="fc1")
+
+
+def test_lsq_step_initialisation():
+    w = torch.tensor([[0.5, -1.0], [0.25, 2.0]])
+    q = LSQQuantizer(3)  # Q_N = 4, Q_P = 3
+    assert (q.q_n, q.q_p) == (4, 3)
+    q(w)
+    assert q.step.item() == pytest.approx(2 * 0.9375 / math.sqrt(3))  # mean|w| = 3.75/4
+
+
+def test_lsq_weight_gradients_follow_the_paper():
+    q = LSQQuantizer(3)  # Q_N = 4, Q_P = 3
+    q.load_state_dict({"step": torch.tensor(0.5)})  # a loaded step is not re-initialised
+    w = torch.tensor([-2.6, -1.1, 0.2, 0.74, 1.6, 3.0], requires_grad=True)
+    upstream = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    wq = q(w)
+    # w/s = [-5.2, -2.2, 0.4, 1.48, 3.2, 6.0] -> clamp to [-4, 3] -> round -> times s
+    torch.testing.assert_close(wq, torch.tensor([-2.0, -1.0, 0.0, 0.5, 1.5, 1.5]))
+    (wq * upstream).sum().backward()
+    assert q.step.item() == 0.5
+    assert torch.equal(w.grad, torch.tensor([0.0, 2.0, 3.0, 4.0, 0.0, 0.0]))  # only -4 < w/s < 3
+    # d w_q/ds: -Q_N below, -w/s + round(w/s) inside, Q_P above; times g = 1/sqrt(N Q_P), N = 6
+    ds = -4 * 1 + (2.2 - 2) * 2 + (-0.4 + 0) * 3 + (-1.48 + 1) * 4 + 3 * 5 + 3 * 6
+    assert q.step.grad.item() == pytest.approx(ds / math.sqrt(6 * 3), rel=1e-5)
+
+
+def test_lsq_activation_quantizer_is_unsigned_and_scales_by_features_per_example():
+    q = LSQQuantizer(2, activation=True)  # Q_N = 0, Q_P = 3
+    q.load_state_dict({"step": torch.tensor(1.0)})
+    x = torch.tensor([[0.4, 1.2, 5.0], [-1.0, 2.6, 0.0]], requires_grad=True)
+    xq = q(x)
+    assert torch.equal(xq, torch.tensor([[0.0, 1.0, 3.0], [0.0, 3.0, 0.0]]))
+    xq.sum().backward()
+    assert torch.equal(x.grad, torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]))
+    ds = (-0.4 + 0) + (-1.2 + 1) + 3 + 0 + (-2.6 + 3) + 0
+    assert q.step.grad.item() == pytest.approx(ds / math.sqrt(3 * 3), rel=1e-5)  # N = 3 features
+
+
+def test_lsq_quantize_model_converts_lenet5_from_float_weights():
+    torch.manual_seed(0)
+    net = lenet5()
+    qnet = lsq_quantize_model(net, 4, quantize_activations=True)
+    assert type(net.conv1) is nn.Conv2d  # the float model is left alone
+    names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    assert [type(getattr(qnet, n)) for n in names] == [LSQConv2d] * 2 + [LSQLinear] * 3
+    assert torch.equal(qnet.fc1.weight, net.fc1.weight)
+    assert qnet.fc1.weight_quantizer.step.item() == pytest.approx(
+        2 * net.fc1.weight.abs().mean().item() / math.sqrt(7))
+    assert isinstance(qnet.conv1.input_quantizer, nn.Identity)  # the image is signed
+    expected_keys = set(net.state_dict()) | {f"{n}.weight_quantizer.step" for n in names} | {
+        f"{n}.input_quantizer.step" for n in names[1:]}
+    assert set(qnet.state_dict()) == expected_keys
+    out = qnet(torch.randn(2, 1, 28, 28))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_lsq_quantize_model_keeps_resnet20_head_and_final_fc_float():
+    qnet = lsq_quantize_model(resnet20(), 4)
+    assert type(qnet.head_conv) is nn.Conv2d and type(qnet.final_fc) is nn.Linear
+    lsq = [m for m in qnet.modules() if isinstance(m, LSQConv2d)]
+    assert len(lsq) == 20  # 18 block convs + 2 shortcut projections, as resnet20(nbits=...)
+    assert len([m for m in resnet20(nbits=4).modules() if isinstance(m, QConv2d)]) == 20
