@@ -49,7 +49,7 @@ def _score(results: Path) -> tuple[float, float, list[str]]:
             r = json.loads(line)
             points += r["points"]
             max_points += r["max_points"]
-            if not r["passed"]:
+            if r["passed"] is False:
                 failed.append(r["question"])
     return points, max_points, failed
 
@@ -89,7 +89,7 @@ def _references(args) -> int:
     from labkit.grading import make_references
 
     for nb in find_notebooks(args.notebooks):
-        path = make_references(nb, args.profile, force=args.force)
+        path = make_references(nb, args.profile, force=args.force, dataset=args.dataset)
         print(f"wrote {path}")
     return 0
 
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("references", help="regenerate notebooks' grading references from the solution run")
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--profile", choices=PROFILES, required=True)
+    p.add_argument("--dataset", choices=data.DATASETS, help="references for a DATASET override")
     p.add_argument("--force", action="store_true", help="overwrite a reference file that differs")
     p.set_defaults(func=_references)
 

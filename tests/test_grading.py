@@ -68,8 +68,26 @@ def test_mismatch_messages_say_what_differs(tmp_path, monkeypatch, expected, got
 
 
 def test_missing_reference_file_says_how_to_create_it(tmp_path):
-    with pytest.raises(MissingReferenceError, match=r"labkit references 01_x --profile full"):
-        Grader("01_x", profile="full", references_dir=tmp_path)
+    with pytest.raises(MissingReferenceError, match=r"labkit references 01_x --profile quick"):
+        Grader("01_x", profile="quick", references_dir=tmp_path)
+
+
+def test_without_full_references_values_are_ungraded_but_functions_graded(tmp_path, monkeypatch, capsys):
+    refs = record(tmp_path, monkeypatch, lambda g: (g.check("acc", 0.9),
+                                                    g.check_function("abs", abs, inputs=[(-2,)])))
+    results = tmp_path / "results.jsonl"
+    monkeypatch.setenv(grading.RESULTS_ENV, str(results))
+    g = Grader("nb", profile="full", dataset="cifar10", references_dir=refs)
+    note = capsys.readouterr().out
+    assert g.ungraded and "UNGRADED" in note
+    assert "labkit references nb --profile full --dataset cifar10" in note
+    g.check("acc", 0.1)  # no reference for this profile: shown, not failed, worth nothing
+    g.check_function("abs", abs)
+    with pytest.raises(GradingError):
+        g.check_function("abs", lambda x: x)  # the data-independent function check still bites
+    rows = {r["question"]: r for r in g.summary()}
+    assert rows["acc"]["status"] == "ungraded" and rows["acc"]["max"] == 0
+    assert [json.loads(line)["passed"] for line in results.read_text().splitlines()] == [True, False]
 
 
 def test_missing_question_says_how_to_regenerate(tmp_path, monkeypatch):
