@@ -1,4 +1,5 @@
-"""The ``labkit`` command: ``train`` a pretrained checkpoint, ``run`` the notebooks, make ``references``."""
+"""The ``labkit`` command: ``run`` the notebooks, ``grade`` submissions, ``release`` student versions,
+make ``references``, ``train`` a pretrained checkpoint."""
 
 from __future__ import annotations
 
@@ -94,6 +95,41 @@ def _references(args) -> int:
     return 0
 
 
+def _grade(args) -> int:
+    from labkit import autograde
+
+    if args.merge:
+        rows = autograde.merge(args.submissions)
+    else:
+        shard = autograde.parse_shard(args.shard) if args.shard else None
+        submissions = autograde.find_submissions(args.submissions)
+        rows = autograde.grade(submissions, lab=args.lab, profile=args.profile, jobs=args.jobs,
+                               timeout=args.timeout, shard=shard)
+    if args.csv:
+        autograde.write_csv(rows, args.csv)
+    print(autograde.summary(rows))
+    if args.csv:
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _release(args) -> int:
+    from labkit import release
+
+    failed = False
+    for source in find_notebooks(args.sources):
+        out, blanked = release.release_notebook(source, args.out)
+        print(f"released {out} (blanked: {', '.join(blanked) or 'code outside functions'})")
+        if args.no_validate:
+            continue
+        v = release.validate(source, out, blanked, timeout=args.timeout)
+        print(f"  solution fails {v.solution_failures or 'nothing'}; student fails "
+              f"{v.student_failures or 'nothing'} (its function checks among them must be exactly "
+              f"{v.expected_student_failures}): " + ("OK" if v.ok else "INVALID"))
+        failed |= not v.ok
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +152,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, help="seconds allowed per cell")
     p.add_argument("--out", type=Path, help="folder for executed notebooks (default: runs/PROFILE)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("grade", help="grade student notebooks, each isolated, into a CSV and a summary")
+    p.add_argument("submissions", nargs="+", help="notebooks or folders (with --merge: shard CSVs)")
+    p.add_argument("--lab", help="which lab they answer (default: from each file name)")
+    p.add_argument("--profile", choices=PROFILES, default="quick")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell before it is interrupted")
+    p.add_argument("--shard", help="I/N: grade only this deterministic share of the submissions")
+    p.add_argument("--csv", type=Path, help="write rows (submission, question, points, max_points, message)")
+    p.add_argument("--merge", action="store_true", help="combine shard CSVs instead of grading")
+    p.set_defaults(func=_grade)
+
+    p = sub.add_parser("release", help="student versions: solutions blanked, outputs stripped, validated")
+    p.add_argument("sources", nargs="+", help="solution notebooks (names or paths)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--no-validate", action="store_true", help="skip running both versions")
+    p.set_defaults(func=_release)
 
     p = sub.add_parser("references", help="regenerate notebooks' grading references from the solution run")
     p.add_argument("notebooks", nargs="+")

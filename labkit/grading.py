@@ -8,6 +8,10 @@ points. Two environment variables change what a Grader does:
 - ``LABKIT_RECORD=<path>``: record mode. Checks compare nothing; they store values, rules and points into a
   reference file at ``<path>``. :func:`make_references` runs a whole notebook this way.
 - ``LABKIT_RESULTS=<path>``: every check also appends one JSON line with its outcome there.
+- ``LABKIT_SUBMIT=<path>``: submission mode (``labkit grade``). Checks compare nothing and raise nothing;
+  they append what the notebook produced (values, and the outputs of checked functions on the stored
+  inputs) as JSON lines. :func:`score_submission` compares those, in the grading process, with
+  references it read before the submission ran, so code in a submission cannot change its own score.
 
 Values may be None, bools, numbers, strings, lists/tuples, dicts with string keys, numpy arrays and torch
 tensors; arrays are stored with their library, dtype and shape.
@@ -29,9 +33,11 @@ import numpy as np
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REFERENCES_DIR = PACKAGE_DIR / "references"
+REFERENCES_ENV = "LABKIT_REFERENCES"
 REPO_DIR = PACKAGE_DIR.parent
 RECORD_ENV = "LABKIT_RECORD"
 RESULTS_ENV = "LABKIT_RESULTS"
+SUBMIT_ENV = "LABKIT_SUBMIT"
 _MAX_PROBLEMS_SHOWN = 5
 
 
@@ -206,10 +212,11 @@ class Grader:
                  references_dir: str | Path | None = None):
         self.notebook, self.profile = _check_name("notebook", notebook), _check_name("profile", profile)
         self.dataset = None if dataset is None else _check_name("dataset", dataset)
-        refs = Path(references_dir or REFERENCES_DIR)
+        refs = Path(references_dir or kit_references())
         self.reference_path = refs / reference_name(notebook, profile, dataset)
         self.record_path = os.environ.get(RECORD_ENV) or None
         self.results_path = os.environ.get(RESULTS_ENV) or None
+        self.submit_path = os.environ.get(SUBMIT_ENV) or None
         self._rows: dict[str, dict] = {}
         self.ungraded = False
         if self.record_path:
@@ -246,7 +253,11 @@ class Grader:
             print(f"ungraded {question_id}: {_describe(value)}")
             return
         entry = self._entry(question_id, "value")
-        self._score(question_id, entry, _problems(entry["expected"], value, Rule.from_json(entry["rule"])))
+        got = _encode_answer(value)
+        if self.submit_path:
+            self._submit(question_id, "value", got)
+            return
+        self._score(question_id, entry, value_problems(entry, got))
 
     def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
                        atol: float | None = None, rtol: float | None = None) -> None:
@@ -268,17 +279,17 @@ class Grader:
                                        "cases": cases})
             return
         entry = self._entry(question_id, "function")
-        rule, problems = Rule.from_json(entry["rule"]), []
-        for i, case in enumerate(entry["cases"], 1):
+        outputs = []
+        for case in entry["cases"]:
             args, kwargs = decode(case["args"]), decode(case["kwargs"])
-            where = f"case {i} of {len(entry['cases'])}, {_call_text(fn, args, kwargs)}"
             try:
-                got = fn(*args, **kwargs)
+                outputs.append(_encode_answer(fn(*args, **kwargs)))
             except Exception as e:  # a student's function may fail in any way; report it as a failed case
-                problems.append(f"{where}: raised {type(e).__name__}: {e}")
-                continue
-            problems += [f"{where}: {p}" for p in _problems(case["expected"], got, rule)]
-        self._score(question_id, entry, problems)
+                outputs.append({"$raised": f"raised {type(e).__name__}: {e}"})
+        if self.submit_path:
+            self._submit(question_id, "function", outputs)
+            return
+        self._score(question_id, entry, function_problems(entry, outputs, getattr(fn, "__name__", None)))
 
     def summary(self) -> list[dict]:
         """Print the score table (question, points, max, status) with the total, and return its rows."""
@@ -312,6 +323,13 @@ class Grader:
                                              "dataset": self.dataset, "questions": self._questions})
         print(f"recorded {question_id} ({entry['points']:g} points, rule {Rule.from_json(entry['rule'])})")
 
+    def _submit(self, question_id: str, kind: str, answer) -> None:
+        with open(self.submit_path, "a") as f:
+            f.write(json.dumps({"question": question_id, "kind": kind, "answer": answer}) + "\n")
+        self._rows[question_id] = {"question": question_id, "points": 0, "max": self._questions[question_id]
+                                   ["points"], "status": "submitted"}
+        print(f"submitted {question_id} (scored by `labkit grade`)")
+
     def _score(self, question_id: str, entry: dict, problems: list[str]) -> None:
         passed, max_points = not problems, entry["points"]
         message = "" if passed else _failure_text(question_id, problems)
@@ -328,12 +346,59 @@ class Grader:
         print(f"pass {question_id} ({max_points:g}/{max_points:g} points)")
 
 
-def _problems(expected, value, rule: Rule) -> list[str]:
-    """:func:`compare` for a raw ``value``; a value of a type that cannot be stored is a problem too."""
+def _encode_answer(value):
+    """:func:`encode`, or a ``{"$raised": ...}`` marker for a value of a type that cannot be stored."""
     try:
-        return compare(expected, encode(value), rule)
+        return encode(value)
     except TypeError as e:
-        return [str(e)]
+        return {"$raised": str(e)}
+
+
+def value_problems(entry: dict, got) -> list[str]:
+    """Problems of an encoded answer to a value question (empty when it matches)."""
+    if isinstance(got, dict) and "$raised" in got:
+        return [got["$raised"]]
+    return compare(entry["expected"], got, Rule.from_json(entry["rule"]))
+
+
+def function_problems(entry: dict, outputs: list, name: str | None = None) -> list[str]:
+    """Problems of a function's encoded outputs on a function question's stored cases (``name``: the
+    function's, for the messages; default the reference function's)."""
+    cases, rule, problems = entry["cases"], Rule.from_json(entry["rule"]), []
+    name = name or entry.get("function", "fn")
+    if not isinstance(outputs, list) or len(outputs) != len(cases):
+        return [f"expected outputs for {len(cases)} cases, got {outputs!r:.80}"]
+    for i, (case, got) in enumerate(zip(cases, outputs, strict=True), 1):
+        where = (f"case {i} of {len(cases)}, "
+                 f"{_call_text(name, decode(case['args']), decode(case['kwargs']))}")
+        if isinstance(got, dict) and "$raised" in got:
+            problems.append(f"{where}: {got['$raised']}")
+        else:
+            problems += [f"{where}: {p}" for p in compare(case["expected"], got, rule)]
+    return problems
+
+
+def score_submission(questions: dict, answers: list[dict]) -> list[dict]:
+    """Score a submission's answers (the JSON lines of submission mode; the last answer to a question
+    counts) against reference ``questions``: one row per reference question with question, points,
+    max_points, passed and message. A question without an answer (its cell never ran, or an earlier
+    error or time-out stopped it) scores 0."""
+    latest = {a["question"]: a for a in answers if isinstance(a, dict) and "question" in a}
+    rows = []
+    for q, entry in questions.items():
+        answer = latest.get(q)
+        if answer is None:
+            problems = ["no answer: the check did not run (an earlier cell failed or timed out)"]
+        elif answer.get("kind") != entry["kind"]:
+            problems = [f"answered as a {answer.get('kind')} check; the reference is a {entry['kind']} check"]
+        elif entry["kind"] == "value":
+            problems = value_problems(entry, answer.get("answer"))
+        else:
+            problems = function_problems(entry, answer.get("answer"))
+        rows.append({"question": q, "points": 0 if problems else entry["points"],
+                     "max_points": entry["points"], "passed": not problems,
+                     "message": _failure_text(q, problems) if problems else ""})
+    return rows
 
 
 def _failure_text(question_id: str, problems: list[str]) -> str:
@@ -352,13 +417,13 @@ def _split_case(case) -> tuple[list, dict]:
                     f"got {case!r}")
 
 
-def _call_text(fn: Callable, args: list, kwargs: dict) -> str:
+def _call_text(name: str, args: list, kwargs: dict) -> str:
     def show(v):
         text = repr(v.tolist() if hasattr(v, "tolist") else v)
         return text if len(text) <= 80 else text[:77] + "..."
 
     parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
-    return f"{getattr(fn, '__name__', 'fn')}({', '.join(parts)})"
+    return f"{name}({', '.join(parts)})"
 
 
 def _check_name(name: str, value, pattern: str = r"[A-Za-z0-9_\-]+") -> str:
@@ -432,6 +497,11 @@ def _metadata(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if k not in ("expected", "cases")}
 
 
+def kit_references() -> Path:
+    """The folder of the kit's reference files: ``$LABKIT_REFERENCES`` if set, else the package's."""
+    return Path(os.environ.get(REFERENCES_ENV) or REFERENCES_DIR)
+
+
 def reference_name(notebook: str, profile: str, dataset: str | None) -> str:
     """``<notebook>.<profile>.json``, or ``<notebook>.<profile>.<dataset>.json`` for a DATASET override."""
     return f"{notebook}.{profile}.json" if dataset is None else f"{notebook}.{profile}.{dataset}.json"
@@ -459,7 +529,7 @@ def make_references(notebook: str | Path, profile: str, force: bool = False, dat
 
     path = resolve_notebook(notebook)
     name, profile = path.stem, _check_name("profile", profile)
-    target = Path(references_dir or REFERENCES_DIR) / reference_name(name, profile, dataset)
+    target = Path(references_dir or kit_references()) / reference_name(name, profile, dataset)
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "record.json"
         execute_notebook(path, Path(runs_dir or REPO_DIR / "runs" / "references") / f"{name}.{profile}.ipynb",
