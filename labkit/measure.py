@@ -31,6 +31,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -131,6 +132,13 @@ def model_bytes(model: nn.Module, format: str = "dense-fp32") -> int:
     return total
 
 
+def compressed_bytes(model: nn.Module) -> tuple[int, str]:
+    """``(bytes, format)``: the smallest ``model_bytes`` over ``FORMATS`` (dense-fp32 wins ties)."""
+    sizes = {fmt: model_bytes(model, fmt) for fmt in FORMATS}
+    best = min(FORMATS, key=sizes.get)  # min keeps the first of equals
+    return sizes[best], best
+
+
 def size_on_disk(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())`` written to a temporary file (float weights as
     stored, integer buffers, pickle overhead): what a checkpoint really takes."""
@@ -138,6 +146,45 @@ def size_on_disk(model: nn.Module) -> int:
         path = os.path.join(tmp, "state_dict.pt")
         torch.save(model.state_dict(), path)
         return os.path.getsize(path)
+
+
+def latencies(models: Mapping[str, nn.Module], input_size, batch_size: int = 1, repeats: int = 50,
+              warmup: int = 5, threads: int | None = None) -> dict[str, dict]:
+    """``latency`` of several models ``{name: model}``, measured in alternation: each round runs
+    every model once, so a change in machine load during the measurement hits all of them alike.
+    Returns ``{name: latency dict}``, all on the same random batch (float32, or the first model's
+    dtype and device)."""
+    for name, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
+        _check_count(name, value, low)
+    if threads is not None:
+        _check_count("threads", threads, 1)
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError(f"models={type(models).__name__}: allowed is a non-empty dict {{name: nn.Module}}")
+    x = _example_input(next(iter(models.values())), input_size, batch_size)
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else lambda: None
+    runs = {name: _frozen_copy(model) for name, model in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    old_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads or old_threads)
+        used_threads = torch.get_num_threads()
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                for name, run in runs.items():
+                    sync()
+                    start = time.perf_counter()
+                    run(x)
+                    sync()
+                    if i >= warmup:
+                        times[name].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(old_threads)
+    result = {}
+    for name, t in times.items():
+        p10, median, p90 = np.percentile(t, [10, 50, 90])
+        result[name] = {"median_s": float(median), "p10_s": float(p10), "p90_s": float(p90),
+                        "batch_size": batch_size, "threads": used_threads, "device": str(x.device)}
+    return result
 
 
 def latency(model: nn.Module, input_size, batch_size: int = 1, repeats: int = 50, warmup: int = 5,
@@ -149,31 +196,26 @@ def latency(model: nn.Module, input_size, batch_size: int = 1, repeats: int = 50
     synchronised around each run). ``threads`` sets torch's CPU thread count for the measurement
     (None: leave it) and is restored afterwards. It runs on an eval-mode copy: ``model`` is unchanged.
     """
-    for name, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
-        _check_count(name, value, low)
-    if threads is not None:
-        _check_count("threads", threads, 1)
-    x = _example_input(model, input_size, batch_size)
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else lambda: None
-    run = _frozen_copy(model)
-    old_threads = torch.get_num_threads()
-    times = []
-    try:
-        torch.set_num_threads(threads or old_threads)
-        with torch.inference_mode():
-            for i in range(warmup + repeats):
-                sync()
-                start = time.perf_counter()
-                run(x)
-                sync()
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-        used_threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(old_threads)
-    p10, median, p90 = np.percentile(times, [10, 50, 90])
-    return {"median_s": float(median), "p10_s": float(p10), "p90_s": float(p90),
-            "batch_size": batch_size, "threads": used_threads, "device": str(x.device)}
+    return latencies({"model": model}, input_size, batch_size, repeats, warmup, threads)["model"]
+
+
+def _check_accuracy(accuracy) -> None:
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, numbers.Real)):
+        raise TypeError(f"accuracy={accuracy!r}: allowed are None or a number")
+
+
+def _static_row(model: nn.Module, input_size) -> dict:
+    """``summary_row`` without latency and accuracy: the counts and sizes, all deterministic."""
+    compressed, best = compressed_bytes(model)
+    return {
+        "params": count_params(model),
+        "nonzeros": count_nonzeros(model),
+        "macs": count_macs(model, input_size),
+        "bytes_dense": model_bytes(model),
+        "bytes_compressed": compressed,
+        "compressed_format": best,
+        "bytes_on_disk": size_on_disk(model),
+    }
 
 
 def summary_row(model: nn.Module, input_size, accuracy=None, *, batch_size: int = 1, repeats: int = 50,
@@ -185,21 +227,23 @@ def summary_row(model: nn.Module, input_size, accuracy=None, *, batch_size: int 
     ``bytes_on_disk`` (``size_on_disk``), ``latency_s`` (median, see ``latency``) and ``accuracy``
     (passed through as given).
     """
-    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, numbers.Real)):
-        raise TypeError(f"accuracy={accuracy!r}: allowed are None or a number")
-    sizes = {fmt: model_bytes(model, fmt) for fmt in FORMATS}
-    best = min(FORMATS, key=sizes.get)  # min keeps the first of equals: dense-fp32 wins ties
-    return {
-        "params": count_params(model),
-        "nonzeros": count_nonzeros(model),
-        "macs": count_macs(model, input_size),
-        "bytes_dense": sizes["dense-fp32"],
-        "bytes_compressed": sizes[best],
-        "compressed_format": best,
-        "bytes_on_disk": size_on_disk(model),
-        "latency_s": latency(model, input_size, batch_size, repeats, threads=threads)["median_s"],
-        "accuracy": accuracy,
-    }
+    _check_accuracy(accuracy)
+    return {**_static_row(model, input_size),
+            "latency_s": latency(model, input_size, batch_size, repeats, threads=threads)["median_s"],
+            "accuracy": accuracy}
+
+
+def summary_table(models: Mapping[str, nn.Module], input_size, accuracies: Mapping | None = None, *,
+                  batch_size: int = 1, repeats: int = 50, threads: int | None = None) -> list[dict]:
+    """``summary_row`` of each model in ``{name: model}``, as rows that start with ``"model": name``;
+    the latencies are measured in alternation (``latencies``), so they compare fairly.
+    ``accuracies`` ({name: accuracy}) may leave models out (accuracy None)."""
+    accuracies = accuracies or {}
+    for accuracy in accuracies.values():
+        _check_accuracy(accuracy)
+    times = latencies(models, input_size, batch_size, repeats, threads=threads)
+    return [{"model": name, **_static_row(model, input_size), "latency_s": times[name]["median_s"],
+             "accuracy": accuracies.get(name)} for name, model in models.items()]
 
 
 _HOST_READS = (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default,

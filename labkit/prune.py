@@ -254,6 +254,12 @@ class _PruneSchedule(Callback):
     def pruning_epochs(self) -> list[int]:
         return list(self.targets)
 
+    def sparsity_at(self, epoch: int) -> float:
+        """The target (percent) of the latest pruning step at or before ``epoch``; 0 before the first."""
+        epoch = _check_int(epoch, "epoch", 0)
+        done = [e for e in self.targets if e <= epoch]
+        return self.targets[max(done)] if done else 0.0
+
     def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
         if epoch in self.targets:
             masks = _prune(model, self.targets[epoch], self.global_)
@@ -292,6 +298,74 @@ class AGPSchedule(_PruneSchedule):
         epochs = [start_epoch + j * prune_every for j in range(n_steps)]
         super().__init__({e: agp_sparsity(e, s_final, s_initial, start_epoch, n_steps, prune_every)
                           for e in epochs}, keep_between_steps=True, global_=global_)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The handout's functions as tensor -> tensor functions, so ``Grader.check_function`` can run a
+# student's version on stored weights
+
+
+def _layer_holding(weight: torch.Tensor) -> nn.Module:
+    """A bias-free nn.Linear (2-D ``weight``) or nn.Conv2d (4-D) holding a copy of ``weight``."""
+    if not isinstance(weight, torch.Tensor) or weight.dim() not in (2, 4):
+        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(f"weight of shape {got}: allowed is a 2-D (Linear) or 4-D (Conv2d) tensor")
+    out_ch, in_ch, *kernel = weight.shape
+    layer = nn.Conv2d(in_ch, out_ch, kernel, bias=False) if kernel else nn.Linear(in_ch, out_ch, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return layer
+
+
+def _net_holding(weights: Mapping[str, torch.Tensor]) -> nn.ModuleDict:
+    return nn.ModuleDict({name: _layer_holding(w) for name, w in weights.items()})
+
+
+def _weights_of(net: nn.ModuleDict) -> dict[str, torch.Tensor]:
+    return {name: layer.weight.detach().clone() for name, layer in net.items()}
+
+
+def on_weight(prune_layer):
+    """``prune_layer(layer, q)``, which prunes a layer in place (the handout's
+    ``prune_by_percentage``), as ``(weight, q) -> pruned weight`` on a copy of ``weight``."""
+    def pruned_weight(weight: torch.Tensor, q: float) -> torch.Tensor:
+        layer = _layer_holding(weight)
+        prune_layer(layer, q)
+        return layer.weight.detach()
+
+    pruned_weight.__name__ = getattr(prune_layer, "__name__", "prune_layer")
+    return pruned_weight
+
+
+def on_weights(prune_net):
+    """``prune_net(net, q)`` (the handout's ``global_prune_by_percentage``) as
+    ``({layer name: weight}, q) -> {layer name: pruned weight}``, run on an nn.ModuleDict of bias-free
+    layers with those names (so a layer named ``id_mapping`` must be left alone)."""
+    def pruned_weights(weights: Mapping[str, torch.Tensor], q: float) -> dict[str, torch.Tensor]:
+        net = _net_holding(weights)
+        prune_net(net, q)
+        return _weights_of(net)
+
+    pruned_weights.__name__ = getattr(prune_net, "__name__", "prune_net")
+    return pruned_weights
+
+
+def mask_step_on_weights(make_masks, keep_masks):
+    """The fine-tuning mask step as ``(pruned, stepped) -> weights`` (dicts by layer name):
+    ``masks = make_masks(net)`` on a net holding the ``pruned`` weights; the weights then become
+    ``stepped`` (as after ``optimizer.step()``) and ``keep_masks(net, masks)`` runs. Right: the
+    pruned weights are zero again and the others are as in ``stepped``."""
+    def mask_step(pruned: Mapping[str, torch.Tensor], stepped: Mapping[str, torch.Tensor]):
+        net = _net_holding(pruned)
+        masks = make_masks(net)
+        with torch.no_grad():
+            for name, layer in net.items():
+                layer.weight.copy_(stepped[name])
+        keep_masks(net, masks)
+        return _weights_of(net)
+
+    mask_step.__name__ = f"{getattr(keep_masks, '__name__', 'keep_masks')}_after_step"
+    return mask_step
 
 
 # ---------------------------------------------------------------------------------------------------

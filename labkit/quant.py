@@ -47,23 +47,28 @@ def check_bit(bit, symmetric: bool = False) -> None:
                          "level but 0 at 1 bit; use bit >= 2, or asymmetric 1-bit (levels min and max)")
 
 
+def _scaling(w: torch.Tensor, bit: int, symmetric: bool):
+    """``(x, alpha, beta, step)`` of the handout's dynamic scaling: ``x`` is ``w`` in at least float32
+    and the quantization levels are alpha k / step + beta for integers k. Asymmetric: alpha = max - min,
+    beta = min, k = 0..step = 2^bit - 1. Symmetric: alpha = max|w|, beta = 0, |k| <= step = 2^(bit-1) - 1.
+    alpha is at least the smallest normal float, so an all-zero or constant tensor gives no 0/0."""
+    x = w.to(torch.promote_types(w.dtype, torch.float32))
+    tiny = torch.finfo(x.dtype).tiny
+    if symmetric:
+        return x, x.abs().max().clamp_min(tiny), 0.0, 2 ** (bit - 1) - 1
+    beta = x.min()
+    return x, (x.max() - beta).clamp_min(tiny), beta, 2**bit - 1  # constant w: w_s = 0, w_q = beta = w
+
+
 def _fake_quant(w: torch.Tensor, bit, symmetric: bool) -> torch.Tensor:
     """The handout's formulas, as tensor ops only (no host sync); computed in at least float32."""
     if bit is None:
         return w
     if bit == 0:
         return w * 0
-    x = w.to(torch.promote_types(w.dtype, torch.float32))
-    tiny = torch.finfo(x.dtype).tiny  # guards the all-zero and constant tensors against 0/0
-    if symmetric:
-        abs_max = x.abs().max().clamp_min(tiny)
-        step = 2 ** (bit - 1) - 1
-        wq = torch.round(x / abs_max * step) / step * abs_max
-    else:
-        beta = x.min()
-        alpha = (x.max() - beta).clamp_min(tiny)  # constant tensor: w_s = 0, so w_q = beta = w
-        step = 2**bit - 1
-        wq = torch.round((x - beta) / alpha * step) / step * alpha + beta
+    x, alpha, beta, step = _scaling(w, bit, symmetric)
+    ws = (x - beta) / alpha  # in [0, 1] (symmetric: [-1, 1])
+    wq = torch.round(ws * step) / step * alpha + beta
     return (wq * (w != 0)).to(w.dtype)  # pruned zeros stay exactly zero
 
 
@@ -88,16 +93,31 @@ class STE(torch.autograd.Function):
         return grad_output, None, None
 
 
-def quantize(w: torch.Tensor, bit, symmetric: bool = False) -> torch.Tensor:
-    """The STE forward as a plain function (no autograd); raises ValueError on NaN/Inf in ``w``."""
+def _check_weights(w, bit, symmetric) -> None:
     check_bit(bit, symmetric)
     if not isinstance(w, torch.Tensor) or not w.is_floating_point():
         raise TypeError(f"w={type(w).__name__} {getattr(w, 'dtype', '')}: allowed is a floating-point tensor")
     if not torch.isfinite(w).all():
         bad = int((~torch.isfinite(w)).sum())
         raise ValueError(f"w holds {bad} NaN/Inf values: quantization needs finite weights")
+
+
+def quantize(w: torch.Tensor, bit, symmetric: bool = False) -> torch.Tensor:
+    """The STE forward as a plain function (no autograd); raises ValueError on NaN/Inf in ``w``."""
+    _check_weights(w, bit, symmetric)
     with torch.no_grad():
         return _fake_quant(w, bit, symmetric)
+
+
+def quantization_levels(w: torch.Tensor, bit: int, symmetric: bool = False) -> torch.Tensor:
+    """The values ``quantize(w, bit, symmetric)`` can give a nonzero element of ``w``, ascending:
+    2^bit levels from min(w) to max(w) (asymmetric), or 2^bit - 1 levels from -max|w| to max|w|
+    through 0 (symmetric); ``bit`` in 1..16 (2..16 when symmetric). Pruned zeros also stay 0."""
+    _check_int("bit", bit, 1, MAX_BIT, f"an int in 1..{MAX_BIT}")
+    _check_weights(w, bit, symmetric)
+    x, alpha, beta, step = _scaling(w.detach(), bit, symmetric)
+    k = torch.arange(-step if symmetric else 0, step + 1, dtype=x.dtype, device=x.device)
+    return (k / step * alpha + beta).to(w.dtype)
 
 
 class _STEWeight:

@@ -31,30 +31,83 @@ def finetune_config(profile: Profile, **overrides) -> train.TrainConfig:
     return replace(config, **overrides)
 
 
+SCHEDULES = ("linear", "agp")
+
+
+def prune_schedule(profile: Profile, q_final: float = 70.0, global_: bool = False,
+                   schedule: str = "linear") -> prune.LinearSchedule | prune.AGPSchedule:
+    """Lab 2's iterative pruning steps, one before each of the first P = ``profile.prune_epochs``
+    epochs: ``"linear"`` (the handout's q_final * (e+1) / P percent, pruned weights may regrow until
+    the last step) or ``"agp"`` (Zhu & Gupta's cubic ramp to q_final, masks kept between steps)."""
+    if schedule == "linear":
+        return prune.LinearSchedule(q_final=q_final, prune_epochs=profile.prune_epochs, global_=global_)
+    if schedule == "agp":
+        return prune.AGPSchedule(s_final=q_final, n_steps=profile.prune_epochs, global_=global_)
+    raise ValueError(f"schedule={schedule!r}: allowed are {', '.join(SCHEDULES)}")
+
+
 def iterative_prune(model: nn.Module, data, profile: Profile, q_final: float = 70.0, global_: bool = False,
-                    progress: bool = True) -> train.History:
-    """Lab 2 (d)/(e): prune to q_final * (e+1) / P percent before each of the first P =
-    ``profile.prune_epochs`` epochs (per layer, or with one global threshold), then fine-tune P more
-    epochs with the final masks kept; the best state counts only after the final pruning step.
-    ``model`` ends in its best state."""
-    schedule = prune.LinearSchedule(q_final=q_final, prune_epochs=profile.prune_epochs, global_=global_)
+                    progress: bool = True, schedule: str = "linear") -> train.History:
+    """Lab 2 (d)/(e): prune before each of the first P = ``profile.prune_epochs`` epochs following
+    ``prune_schedule`` (per layer, or with one global threshold), then fine-tune P more epochs with
+    the final masks kept; the best state counts only after the final pruning step. ``model`` ends in
+    its best state."""
+    steps = prune_schedule(profile, q_final, global_, schedule)
     config = finetune_config(profile, epochs=2 * profile.prune_epochs, best_after=profile.prune_epochs)
-    history = train.fit(model, data, config, callbacks=[schedule], progress=progress,
-                        desc="global prune" if global_ else "prune")
+    history = train.fit(model, data, config, callbacks=[steps], progress=progress,
+                        desc=f"{'global ' if global_ else ''}{schedule} prune")
     model.load_state_dict(history.best_state)
     return history
+
+
+def make_global_pruned_resnet20(profile: Profile, dataset: str | None = None, progress: bool = True
+                                ) -> tuple[nn.Module, train.History]:
+    """Lab 2 (e): iteratively prune the pretrained ResNet-20 to 70% with one global threshold, save
+    it to ``artifact_path("resnet20-global70", ...)`` (replacing an older one) and return it with
+    its History."""
+    name = dataset_name(profile, "resnet20", dataset)
+    model, _ = lab_model(profile, "resnet20", dataset)
+    history = iterative_prune(model, lab_data(profile, "resnet20", dataset), profile, global_=True,
+                              progress=progress)
+    checkpoints.save_checkpoint(model, artifact_path("resnet20-global70", profile, name), arch="resnet20",
+                                dataset=name, accuracy=history.best_acc,
+                                recipe={"global_iterative_prune": 70.0, "profile": profile.name})
+    return model, history
 
 
 def global_pruned_resnet20(profile: Profile, dataset: str | None = None, **model_kwargs
                            ) -> tuple[nn.Module, dict]:
     """Lab 2 (e)'s ResNet-20, iteratively pruned to 70% with one global threshold: loaded from
-    ``artifact_path("resnet20-global70", ...)``, or made and saved there first. ``model_kwargs``
-    (e.g. ``nbits=2``) build a quantized variant around the same weights."""
+    ``artifact_path("resnet20-global70", ...)``, or made there first (``make_global_pruned_resnet20``).
+    ``model_kwargs`` (e.g. ``nbits=2``) build a quantized variant around the same weights."""
     name = dataset_name(profile, "resnet20", dataset)
     path = artifact_path("resnet20-global70", profile, name)
     if not path.is_file():
-        model, _ = lab_model(profile, "resnet20", dataset)
-        history = iterative_prune(model, lab_data(profile, "resnet20", dataset), profile, global_=True)
-        checkpoints.save_checkpoint(model, path, arch="resnet20", dataset=name, accuracy=history.best_acc,
-                                    recipe={"global_iterative_prune": 70.0, "profile": profile.name})
+        make_global_pruned_resnet20(profile, dataset)
     return checkpoints.load_model(path, arch="resnet20", dataset=name, **model_kwargs)
+
+
+def layer_sensitivity(model: nn.Module, data, profile: Profile, sparsities=(30, 50, 70, 90)
+                      ) -> tuple[float, dict[str, list[float]]]:
+    """``(dense accuracy, {layer: [accuracy per sparsity]})``: test accuracy of ``model`` as it is, and
+    after pruning one layer at a time to each of ``sparsities`` (percent; ``prune.sensitivity_scan``,
+    ``model`` is left unchanged). Both on a class-balanced quarter of the profile's test images (250
+    in quick), or on the whole test set when the profile uses it all."""
+    if profile.test_subset is not None:
+        data = data.subset(None, profile.test_subset // 4)
+
+    def accuracy(net):
+        return train.evaluate(net, data)[1]
+
+    return accuracy(model), prune.sensitivity_scan(model, accuracy, sparsities)
+
+
+def comparison_rows(models: dict[str, nn.Module], data) -> list[dict]:
+    """One row per model of ``{label: model}``, as the handout's (d) table: test loss, test accuracy
+    (0..1) and total sparsity of the prunable layers (0..1)."""
+    rows = []
+    for label, model in models.items():
+        loss, acc = train.evaluate(model, data)
+        rows.append({"model": label, "test loss": loss, "test accuracy": acc,
+                     "sparsity": prune.sparsity_report(model)["total"]})
+    return rows

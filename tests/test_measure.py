@@ -1,17 +1,22 @@
+import time
+
 import pytest
 import torch
 from torch import nn
 
 from labkit.measure import (
     FORMATS,
+    compressed_bytes,
     count_host_syncs,
     count_macs,
     count_nonzeros,
     count_params,
+    latencies,
     latency,
     model_bytes,
     size_on_disk,
     summary_row,
+    summary_table,
 )
 from labkit.models import lenet5, resnet20
 from labkit.quant import LSQLinear, QLinear, lsq_quantize_model
@@ -93,6 +98,50 @@ def test_summary_row():
     assert (row["params"], row["nonzeros"], row["macs"], row["bytes_dense"]) == (10, 4, 8, 40)
     assert row["accuracy"] == 0.75 and row["latency_s"] > 0 and row["bytes_on_disk"] > 40
     assert summary_row(nn.Linear(4, 2), (4,), repeats=1)["compressed_format"] == "dense-fp32"
+
+
+def test_compressed_bytes_picks_the_smallest_format():
+    assert compressed_bytes(pruned_linear()) == (21, "bitmask")
+    assert compressed_bytes(nn.Linear(4, 2)) == (40, "dense-fp32")  # bitpacked ties at fp32: dense wins
+    assert compressed_bytes(pruned_linear(LSQLinear, bits=4)) == (3 + 4 + 8, "bitmask")  # (8 + 3*4) bits
+    assert compressed_bytes(LSQLinear(4, 2, bits=4)) == (4 + 4 + 8, "bitpacked")  # no zeros: bits + step
+
+
+class Logged(nn.Module):
+    """Appends its name to ``log`` at every forward (a list's append survives the deep copy that
+    measuring makes) and sleeps ``seconds``."""
+
+    def __init__(self, name: str, log: list, seconds: float = 0.0):
+        super().__init__()
+        self.name, self.append, self.seconds = name, log.append, seconds
+
+    def forward(self, x):
+        self.append(self.name)
+        time.sleep(self.seconds)
+        return x
+
+
+def test_latencies_alternate_models_and_time_each():
+    log = []
+    result = latencies({"slow": Logged("slow", log, 0.003), "fast": Logged("fast", log)}, (2,),
+                       batch_size=4, repeats=3, warmup=1, threads=1)
+    assert log == ["slow", "fast"] * 4  # one run of each per round, warm-up round included
+    assert result["slow"]["median_s"] >= 0.003 > result["fast"]["median_s"]
+    assert {(r["batch_size"], r["threads"]) for r in result.values()} == {(4, 1)}
+    with pytest.raises(TypeError, match="models="):
+        latencies({}, (2,))
+
+
+def test_summary_table_rows_match_summary_row():
+    models = {"pruned": nn.Sequential(pruned_linear()), "dense": nn.Linear(4, 2)}
+    rows = summary_table(models, (4,), {"pruned": 0.75}, repeats=2)
+    assert [r["model"] for r in rows] == ["pruned", "dense"]
+    assert [r["accuracy"] for r in rows] == [0.75, None]
+    for row, model in zip(rows, models.values(), strict=True):
+        single = summary_row(model, (4,), repeats=2)
+        assert {k: v for k, v in row.items() if k not in ("model", "latency_s", "accuracy")} == \
+            {k: v for k, v in single.items() if k not in ("latency_s", "accuracy")}
+        assert row["latency_s"] > 0
 
 
 def test_count_host_syncs():

@@ -1,9 +1,11 @@
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from labkit.grading import REFERENCES_DIR, decode
 from labkit.measure import count_host_syncs
 from labkit.models import lenet5, resnet20
 from labkit.quant import (
@@ -15,6 +17,7 @@ from labkit.quant import (
     QLinear,
     check_bit,
     lsq_quantize_model,
+    quantization_levels,
     quantize,
 )
 
@@ -45,6 +48,41 @@ def test_ste_forward_matches_hand_computed_levels(symmetric, table):
         torch.testing.assert_close(wq, torch.tensor(expected), rtol=0, atol=1e-6, msg=f"bit={bit}")
         assert wq[1] == 0
         assert torch.equal(quantize(W, bit, symmetric), wq)
+
+
+def test_quantization_levels_by_hand():
+    torch.testing.assert_close(quantization_levels(W, 2), torch.tensor([-0.5, 1 / 6, 5 / 6, 1.5]))
+    torch.testing.assert_close(quantization_levels(W, 3, symmetric=True),
+                               torch.tensor([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5]))
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_quantization_levels_hold_exactly_the_quantized_values(symmetric):
+    torch.manual_seed(0)
+    w = torch.randn(64, 9) * (torch.rand(64, 9) > 0.3)  # about 30% pruned zeros
+    for bit in (2, 3, 4, 6):
+        levels = quantization_levels(w, bit, symmetric)
+        assert len(levels) == (2**bit - 1 if symmetric else 2**bit)
+        assert (levels.diff() > 0).all()
+        wq = quantize(w, bit, symmetric)
+        assert torch.isin(wq[w != 0], levels).all()  # bit-exact, not approximately
+        assert (wq[w == 0] == 0).all()
+        if symmetric:
+            assert torch.equal(levels, -levels.flip(0)) and levels[len(levels) // 2] == 0
+        else:
+            assert levels[0] == w.min()
+            torch.testing.assert_close(levels[-1], w.max())
+
+
+def test_quantization_levels_refuse_what_has_no_levels():
+    with pytest.raises(ValueError, match="bit=0"):
+        quantization_levels(W, 0)
+    with pytest.raises(TypeError, match="bit=None"):
+        quantization_levels(W, None)
+    with pytest.raises(ValueError, match="bit=1 with symmetric=True"):
+        quantization_levels(W, 1, symmetric=True)
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        quantization_levels(torch.tensor([1.0, float("nan")]), 2)
 
 
 def test_ste_bit_none_is_identity_and_bit_zero_gives_zeros():
@@ -210,3 +248,16 @@ def test_lsq_quantize_model_keeps_resnet20_head_and_final_fc_float():
     lsq = [m for m in qnet.modules() if isinstance(m, LSQConv2d)]
     assert len(lsq) == 20  # 18 block convs + 2 shortcut projections, as resnet20(nbits=...)
     assert len([m for m in resnet20(nbits=4).modules() if isinstance(m, QConv2d)]) == 20
+
+
+def test_notebook_03_grades_the_ste_forward_against_labkits_quantize():
+    """The stored answers of Lab 3 (a) are exactly labkit's quantizer on the stored inputs."""
+    questions = json.loads((REFERENCES_DIR / "03_quantization_resnet20.quick.json").read_text())["questions"]
+    values, zeros = questions["a.ste_forward"]["cases"], questions["a.zero_pattern"]["cases"]
+    assert len(values) == len(zeros) >= 10
+    assert {tuple(decode(c["args"])[1:]) for c in values} >= {(2, False), (2, True), (3, True)}
+    for value_case, zero_case in zip(values, zeros, strict=True):
+        w, bit, symmetric = decode(value_case["args"])
+        wq = quantize(w, bit, symmetric)
+        assert torch.equal(decode(value_case["expected"]), wq), (bit, symmetric)
+        assert torch.equal(decode(zero_case["expected"]), wq == 0), (bit, symmetric)

@@ -1,0 +1,761 @@
+"""Deep Compression (Han, Mao & Dally, ICLR 2016): prune, share weights, Huffman-code, in one file.
+
+The pipeline on a trained model:
+
+1. ``prune_globally``: iterative pruning (``labkit.prune.AGPSchedule``, one global threshold) and
+   fine-tuning; most weights become exact zeros;
+2. ``share_weights``: per prunable layer, 1-D k-means on the NONZERO weights with k = 2^bits clusters,
+   centroids initialised linearly between their min and max (the paper's choice); each weight becomes
+   its centroid, the pruned zeros stay exactly zero and belong to no cluster;
+3. ``finetune_centroids``: trained quantization, the centroids learn from the summed gradients of
+   their weights (``KeepShared``), the pruned zeros and the sharing stay as they are;
+4. ``save_compressed``: the nonzeros of each layer as a sparse list with *relative* indices (the gap
+   to the previous entry in ``index_bits`` bits; a filler zero when a gap is too long), the weights
+   as codes into the layer's codebook, and both codes and gaps Huffman-coded (canonical Huffman, so
+   only the code lengths are stored). Biases, BatchNorm and the shortcut convolutions stay dense
+   float32. ``load_compressed`` builds the model back, bit for bit.
+
+Everything here is written out by hand because no library ships Deep Compression end to end: zlib's
+Huffman coder is buried in DEFLATE (it cannot code a given symbol stream) and scikit-learn's KMeans
+has neither the linear initialisation nor a way to keep the codebook trainable. ``heapq`` builds the
+Huffman trees, ``zlib.crc32`` checks the file.
+
+File format (little-endian, version 1)::
+
+    magic b"LKDC" | version u8 | file length u32 | arch: u8 length + ASCII | num_classes u16
+    | in_channels u16 | meta: u32 length + JSON | entries u16 | one record per state_dict entry, in
+    order | crc32 u32
+    record: kind u8 (0: float32 dense, 1: int64 dense, 2: shared sparse layer) | count u32 | ...
+      dense: count values
+      shared: bits u8 | index_bits u8 | clusters u16 | codebook clusters * f32 | sparse entries u32
+              | Huffman block of the codes | Huffman block of the gaps
+    Huffman block: alphabet u16 | code length per symbol u8 | payload bits u32 | payload bytes
+
+The length and the crc32 (of everything before it) make a truncated or corrupted file refused
+(``CompressedFileError``), never read as a silently different model.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import json
+import math
+import numbers
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from labkit import models, prune, quant, train
+from labkit.prune import prunable_layers
+
+MAGIC = b"LKDC"
+VERSION = 1
+PAPER_BITS = {"conv": 8, "fc": 5}  # weight bits per layer type, the paper's (AlexNet, LeNet)
+PAPER_INDEX_BITS = {"conv": 8, "fc": 5}  # relative-index bits, the paper's section 2
+MAX_BITS = 12  # up to 4096 clusters: alphabets (clusters + filler, gaps) fit the u16 fields
+_DENSE_F32, _DENSE_I64, _SHARED = 0, 1, 2
+
+
+class CompressedFileError(ValueError):
+    """A compressed file is truncated, corrupted, of another format or version, or does not fit the
+    architecture it names."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checks
+
+
+def _check_bits(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r}: allowed is an int in 1..{MAX_BITS}")
+    if not 1 <= value <= MAX_BITS:
+        raise ValueError(f"{name}={value!r}: allowed is an int in 1..{MAX_BITS}")
+    return int(value)
+
+
+def layer_bits(model: nn.Module, bits, name: str = "bits", paper: Mapping[str, int] = PAPER_BITS
+               ) -> dict[str, int]:
+    """Bits per prunable layer from ``bits``: None -> the paper's per layer type (``paper``); an int
+    -> every layer; ``{"conv": c, "fc": f}`` -> c for Conv2d, f for Linear layers; any other dict
+    -> {layer name: int}, naming every prunable layer."""
+    layers = prunable_layers(model)
+    names = [n for n, _ in layers]
+    if bits is None:
+        bits = paper
+    if isinstance(bits, Mapping) and set(bits) == {"conv", "fc"}:
+        return {n: _check_bits(bits[t], f"{name}[{t!r}]")
+                for n, m in layers for t in ["conv" if isinstance(m, nn.Conv2d) else "fc"]}
+    if isinstance(bits, Mapping):
+        if set(bits) != set(names):
+            raise ValueError(f"{name} has keys {sorted(bits)}: allowed are 'conv' and 'fc', or exactly the "
+                             f"prunable layers {names}")
+        return {n: _check_bits(bits[n], f"{name}[{n!r}]") for n in names}
+    bits = _check_bits(bits, name)
+    return dict.fromkeys(names, bits)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Canonical Huffman coding
+
+
+def huffman_code_lengths(counts) -> list[int]:
+    """Code length of each symbol 0..len(counts)-1 of a Huffman code for these symbol counts (0 for a
+    symbol that never occurs; a lone symbol gets 1 bit). Ties merge the lower symbol first, so the
+    lengths are deterministic."""
+    counts = [int(c) for c in counts]
+    if any(c < 0 for c in counts):
+        raise ValueError(f"counts={counts!r}: allowed are counts >= 0")
+    lengths = [0] * len(counts)
+    heap = [(c, s, [s]) for s, c in enumerate(counts) if c > 0]
+    if len(heap) == 1:
+        lengths[heap[0][1]] = 1
+    heapq.heapify(heap)
+    order = itertools.count(len(counts))  # internal nodes sort after the leaves of equal count
+    while len(heap) > 1:
+        c1, _, s1 = heapq.heappop(heap)
+        c2, _, s2 = heapq.heappop(heap)
+        for s in s1 + s2:
+            lengths[s] += 1
+        heapq.heappush(heap, (c1 + c2, next(order), s1 + s2))
+    return lengths
+
+
+def canonical_codes(lengths) -> dict[int, tuple[int, int]]:
+    """{symbol: (code, length)} of the canonical Huffman code with these lengths: symbols sorted by
+    (length, symbol) get consecutive codes, so the lengths alone define the code."""
+    codes, code, previous = {}, 0, 0
+    for length, symbol in sorted((n, s) for s, n in enumerate(lengths) if n > 0):
+        code <<= length - previous
+        codes[symbol] = (code, length)
+        code, previous = code + 1, length
+    return codes
+
+
+def huffman_encode(symbols) -> tuple[list[int], bytes, int]:
+    """Huffman-code a stream of ints >= 0: ``(code lengths per symbol, payload, payload bits)``; the
+    payload is the codes, most significant bit first, zero-padded to whole bytes."""
+    symbols = np.asarray(symbols, dtype=np.int64).ravel()
+    if symbols.size and symbols.min() < 0:
+        raise ValueError(f"symbols holds {int(symbols.min())}: allowed are ints >= 0")
+    lengths = huffman_code_lengths(np.bincount(symbols)) if symbols.size else []
+    table = {s: np.array([(code >> i) & 1 for i in reversed(range(n))], dtype=np.uint8)
+             for s, (code, n) in canonical_codes(lengths).items()}
+    bits = np.concatenate([table[s] for s in symbols.tolist()]) if symbols.size else np.zeros(0, np.uint8)
+    return lengths, np.packbits(bits).tobytes(), int(bits.size)
+
+
+def huffman_decode(lengths, payload: bytes, n_bits: int, count: int) -> np.ndarray:
+    """The ``count`` symbols ``huffman_encode`` coded into ``payload`` (``n_bits`` bits) with these
+    code lengths; raises ``CompressedFileError`` if the bits do not decode to exactly that many."""
+    lookup = {(n, code): s for s, (code, n) in canonical_codes(lengths).items()}
+    longest = max(lengths, default=0)
+    if n_bits > 8 * len(payload):
+        raise CompressedFileError(f"Huffman payload holds {8 * len(payload)} bits, {n_bits} announced")
+    out, code, n = [], 0, 0
+    for bit in np.unpackbits(np.frombuffer(payload, np.uint8), count=n_bits).tolist():
+        code, n = code << 1 | bit, n + 1
+        symbol = lookup.get((n, code))
+        if symbol is not None:
+            out.append(symbol)
+            code = n = 0
+        elif n >= longest:
+            raise CompressedFileError(f"invalid Huffman code after {len(out)} symbols")
+    if n or len(out) != count:
+        raise CompressedFileError(f"Huffman payload decodes to {len(out)} symbols (+{n} stray bits), "
+                                  f"{count} announced")
+    return np.array(out, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Relative indices
+
+
+def relative_indices(positions, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse positions (increasing ints >= 0) as gaps of at most 2^index_bits - 1 zeros:
+    ``(gaps, filler)`` per stored entry, where gap = zeros skipped since the previous entry (the
+    first counts from position 0). A longer gap stores filler zeros (``filler`` True), each after
+    the longest gap, as in the paper's figure 2."""
+    index_bits = _check_bits(index_bits, "index_bits")
+    positions = np.asarray(positions, dtype=np.int64).ravel()
+    gap = np.diff(positions, prepend=-1) - 1
+    if gap.size and gap.min() < 0:
+        raise ValueError("positions: allowed are strictly increasing ints >= 0")
+    span = 2**index_bits
+    entries = gap // span + 1  # fillers, then the entry itself
+    last = np.cumsum(entries) - 1
+    gaps = np.full(int(entries.sum()), span - 1, dtype=np.int64)
+    gaps[last] = gap % span
+    filler = np.ones(gaps.size, dtype=bool)
+    filler[last] = False
+    return gaps, filler
+
+
+def absolute_positions(gaps) -> np.ndarray:
+    """Positions of the entries (fillers included) that ``relative_indices`` gave these gaps."""
+    return np.cumsum(np.asarray(gaps, dtype=np.int64) + 1) - 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Weight sharing
+
+
+@dataclass
+class SharedWeight:
+    """One layer's shared weights: ``codebook`` (float32, one centroid per cluster) and ``labels``
+    (int64, shaped like the weight: the cluster of each weight, -1 for a pruned one)."""
+
+    codebook: torch.Tensor
+    labels: torch.Tensor
+
+    def weight(self) -> torch.Tensor:
+        """codebook[labels], +0.0 where pruned (label -1 picks the 0.0 appended to the codebook)."""
+        return torch.cat([self.codebook, self.codebook.new_zeros(1)])[self.labels]
+
+    def to(self, device) -> SharedWeight:
+        return SharedWeight(self.codebook.to(device), self.labels.to(device))
+
+
+def kmeans_1d(values: torch.Tensor, k: int, max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means on a 1-D tensor with k centroids initialised linearly between min and max:
+    ``(centroids, labels)``, centroids ascending as float32 (empty clusters dropped, so at most k),
+    labels int64 into them. Computed in float64 on the CPU, so the result is deterministic."""
+    k = _check_int(k, "k")
+    v = values.detach().flatten().to("cpu", torch.float64)
+    if v.numel() == 0:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+    centroids = torch.linspace(float(v.min()), float(v.max()), k, dtype=torch.float64)
+    for _ in range(max_iter):
+        labels = torch.bucketize(v, (centroids[1:] + centroids[:-1]) / 2)  # nearest, ties to the lower
+        counts = torch.bincount(labels, minlength=k)
+        means = torch.bincount(labels, weights=v, minlength=k) / counts.clamp_min(1)
+        updated = torch.where(counts > 0, means, centroids)  # 1-D: the order is kept
+        if torch.equal(updated, centroids):
+            break
+        centroids = updated
+    used = counts > 0
+    return centroids[used].float(), (torch.cumsum(used, 0) - 1)[labels]
+
+
+def share_layer(layer: nn.Module, bits: int) -> SharedWeight:
+    """Weight sharing of one layer in place: its nonzero weights become the nearest of at most 2^bits
+    k-means centroids (``kmeans_1d``); zeros stay +0.0 and join no cluster."""
+    w = layer.weight.detach()
+    _check_finite(w, type(layer).__name__)
+    kept = (w != 0).cpu()
+    shared = _labelled(kept, *kmeans_1d(w.cpu()[kept], 2 ** _check_bits(bits, "bits")))
+    with torch.no_grad():
+        layer.weight.copy_(shared.weight())
+    return shared
+
+
+def share_weights(model: nn.Module, bits=None) -> dict[str, SharedWeight]:
+    """``share_layer`` on every prunable layer, ``bits`` as in ``layer_bits`` (default: the paper's 8
+    for conv, 5 for FC). Returns {layer name: SharedWeight}."""
+    per_layer = layer_bits(model, bits)
+    return {name: share_layer(layer, per_layer[name]) for name, layer in prunable_layers(model)}
+
+
+def shared_from_weights(model: nn.Module) -> dict[str, SharedWeight]:
+    """The sharing a model's weights already have: per prunable layer, its distinct nonzero values
+    (ascending) as the codebook; the ``masks_from_zeros`` of weight sharing."""
+    shared = {}
+    for name, layer in prunable_layers(model):
+        w = layer.weight.detach().cpu()
+        _check_finite(w, name)
+        kept = w != 0
+        shared[name] = _labelled(kept, *torch.unique(w[kept], return_inverse=True))
+    return shared
+
+
+def _labelled(kept: torch.Tensor, codebook: torch.Tensor, cluster: torch.Tensor) -> SharedWeight:
+    """The SharedWeight whose kept weights (in ``kept``'s order) are in clusters ``cluster``."""
+    labels = torch.full(kept.shape, -1, dtype=torch.int64)
+    labels[kept] = cluster
+    return SharedWeight(codebook, labels)
+
+
+class KeepShared(train.Callback):
+    """Trained quantization (the paper's section 3.3) inside ``labkit.train.fit``: after every
+    optimizer step each centroid moves by the SUM of its weights' updates and every weight is set
+    back to its centroid; pruned weights are set back to +0.0.
+
+    With the weights at their centroids before the step, the summed updates are exactly an SGD step
+    (momentum and weight decay included) on the centroids with dL/dc_k = sum of dL/dw over cluster k,
+    the paper's gradient. Each layer keeps at most its codebook's number of distinct nonzero values.
+    The centroids live in ``self.shared`` (moved to the model's device); the model's weights are the
+    result."""
+
+    def __init__(self, shared: Mapping[str, SharedWeight]):
+        self.shared = dict(shared)
+        self._stored = None  # [(weight, SharedWeight on its device)]
+
+    def _store(self, model: nn.Module) -> None:
+        layers = dict(prunable_layers(model))
+        unknown = [n for n in self.shared if n not in layers]
+        if unknown:
+            raise ValueError(f"shared has layers {unknown}: allowed are the prunable layers {list(layers)}")
+        self.shared = {n: s.to(layers[n].weight.device) for n, s in self.shared.items()}
+        self._stored = [(layers[n].weight, s) for n, s in self.shared.items()]
+
+    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
+        self._store(model)  # again each epoch: fit may have moved the model
+        with torch.no_grad():
+            for weight, s in self._stored:
+                weight.copy_(s.weight())
+
+    def after_step(self, model: nn.Module) -> None:
+        if self._stored is None:  # a hand-written loop, without on_epoch_start
+            self._store(model)
+        with torch.no_grad():
+            for weight, s in self._stored:
+                kept = s.labels >= 0
+                update = (weight - s.weight()) * kept  # no boolean indexing: no GPU sync
+                s.codebook.index_add_(0, s.labels.clamp_min(0).flatten(), update.flatten())
+                weight.copy_(s.weight())
+
+
+def finetune_centroids(model: nn.Module, data, config, shared: Mapping[str, SharedWeight] | None = None,
+                       **fit_kwargs) -> train.History:
+    """Fine-tune the centroids of a shared ``model`` with ``labkit.train.fit`` and ``KeepShared``
+    (``shared`` defaults to ``shared_from_weights(model)``). The centroid step is the summed gradient,
+    so it is as many times larger as a cluster has weights: use a smaller lr than for the weights.
+    Extra keyword arguments go to ``fit``. Returns fit's ``History``; the model ends in its last state."""
+    shared = shared_from_weights(model) if shared is None else shared
+    callbacks = (KeepShared(shared), *fit_kwargs.pop("callbacks", ()))
+    return train.fit(model, data, config, callbacks=callbacks, **fit_kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sizes
+
+
+def huffman_size(values) -> dict[str, int]:
+    """What Huffman coding ``values`` (any numbers; each distinct value is one symbol) costs, in bytes:
+    ``payload`` (the codes), ``table`` (each distinct value as float32 plus its code length byte),
+    ``total``, against ``float32`` (4 bytes a value); plus ``values`` and ``distinct`` counts."""
+    flat = torch.as_tensor(values).detach().flatten().cpu()
+    distinct, symbols = torch.unique(flat, return_inverse=True)
+    _, _, n_bits = huffman_encode(symbols.numpy())
+    payload, table = math.ceil(n_bits / 8), 5 * len(distinct)
+    return {"values": flat.numel(), "distinct": len(distinct), "float32": 4 * flat.numel(),
+            "payload": payload, "table": table, "total": payload + table}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The compressed file
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    """Bytes of a compressed model per stage, as in the paper's tables 1-4. ``rows``: one per
+    prunable layer, then ``dense rest`` (biases, BatchNorm, shortcuts: float32 in every stage) and
+    ``header``; the stages are ``dense`` (float32), ``pruned`` (float32 values + index_bits
+    relative indices, fillers included), ``shared`` (codes of ceil(log2(clusters + filler)) bits +
+    float32 codebook + indices) and ``huffman`` (the bytes this layer really takes in the file)."""
+
+    path: Path
+    rows: list[dict]
+
+    def total(self, stage: str) -> int:
+        return sum(row[stage] for row in self.rows)
+
+    @property
+    def file_bytes(self) -> int:
+        return self.total("huffman")
+
+    @property
+    def ratio(self) -> float:
+        """Dense float32 bytes of all parameters and float buffers / bytes of the file."""
+        return self.total("dense") / self.file_bytes
+
+    def table(self) -> list[dict]:
+        """The rows plus a total row, each with its compression ratio ``x`` (dense / huffman)."""
+        counts = ("weights", "nonzeros", "fillers", *STAGES)
+        total = {key: self.total(key) if key in counts else "" for key in self.rows[0]}
+        rows = [*self.rows, {**total, "layer": "total"}]
+        return [{**row, "x": row["dense"] / row["huffman"]} for row in rows]
+
+
+STAGES = ("dense", "pruned", "shared", "huffman")
+
+
+def _check_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r}: allowed is an int >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{name}={value!r}: allowed is an int >= {minimum}")
+    return int(value)
+
+
+def _check_finite(w: torch.Tensor, name: str) -> None:
+    if not torch.isfinite(w).all():
+        raise ValueError(f"layer {name} holds NaN/Inf weights: allowed are finite weights")
+
+
+def _constructor_args(model: nn.Module) -> tuple[int, int]:
+    """(num_classes, in_channels) of a labkit model: the last Linear's outputs, the first layer's inputs."""
+    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return last.out_features, first.in_channels if isinstance(first, nn.Conv2d) else first.in_features
+
+
+def _huffman_block(symbols: np.ndarray) -> bytes:
+    lengths, payload, n_bits = huffman_encode(symbols)
+    return struct.pack("<H", len(lengths)) + bytes(lengths) + struct.pack("<I", n_bits) + payload
+
+
+def _shared_record(s: SharedWeight, bits: int, index_bits: int) -> tuple[bytes, dict]:
+    labels = s.labels.flatten().numpy()
+    positions = np.flatnonzero(labels >= 0)
+    gaps, filler = relative_indices(positions, index_bits)
+    clusters = len(s.codebook)
+    codes = np.full(gaps.size, clusters, dtype=np.int64)  # the filler zero: one symbol past the codebook
+    codes[~filler] = labels[positions]
+    record = (struct.pack("<BIBBH", _SHARED, labels.size, bits, index_bits, clusters)
+              + s.codebook.numpy().astype("<f4").tobytes() + struct.pack("<I", gaps.size)
+              + _huffman_block(codes) + _huffman_block(gaps))
+    code_bits = max(1, (clusters + bool(filler.any()) - 1).bit_length())
+    row = {"weights": labels.size, "nonzeros": positions.size, "fillers": int(filler.sum()),
+           "clusters": clusters, "bits": bits, "index_bits": index_bits, "dense": 4 * labels.size,
+           "pruned": math.ceil(gaps.size * (32 + index_bits) / 8),
+           "shared": math.ceil(gaps.size * (code_bits + index_bits) / 8) + 4 * clusters,
+           "huffman": len(record)}
+    return record, row
+
+
+def _dense_record(key: str, tensor: torch.Tensor) -> bytes:
+    kinds = {torch.float32: (_DENSE_F32, "<f4"), torch.int64: (_DENSE_I64, "<i8")}
+    if tensor.dtype not in kinds:
+        raise ValueError(f"state_dict entry {key} is {tensor.dtype}: allowed are float32 and int64 tensors")
+    kind, dtype = kinds[tensor.dtype]
+    return struct.pack("<BI", kind, tensor.numel()) + tensor.detach().cpu().numpy().astype(dtype).tobytes()
+
+
+def _short_text(text: str) -> bytes:
+    raw = text.encode("ascii")
+    return struct.pack("<B", len(raw)) + raw
+
+
+def _meta_bytes(meta) -> bytes:
+    if meta is None:
+        return b""
+    if not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta):
+        raise TypeError(f"meta={meta!r:.80}: allowed are None or a dict with str keys (stored as JSON)")
+    try:
+        return json.dumps(dict(meta), separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"meta={meta!r:.80}: allowed are JSON values ({exc})") from exc
+
+
+def _write_atomic(path: Path, blob: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is an ordinary, shareable file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_compressed(model: nn.Module, path: str | Path, *, arch: str, bits=None, index_bits=None,
+                    meta: Mapping | None = None) -> CompressionReport:
+    """Write ``model`` (already pruned and shared) to ONE file at ``path``, atomically (temp + rename),
+    in the format of the module docstring, and return its ``CompressionReport``.
+
+    Lossless: each prunable layer must hold at most 2^bits distinct nonzero values (``share_weights``
+    makes them); ``load_compressed`` gives back exactly these weights (zeros as +0.0). ``bits`` and
+    ``index_bits`` as in ``layer_bits`` (default: the paper's 8 / 5 bits for conv / FC, for both).
+    ``arch`` names the architecture (``labkit.models.ARCHITECTURES``) whose state_dict ``model``
+    has; ``meta``: a JSON-able dict stored with it (e.g. the accuracy)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model={type(model).__name__}: allowed is an nn.Module")
+    if arch not in models.ARCHITECTURES:
+        raise ValueError(f"arch={arch!r}: allowed are {', '.join(models.ARCHITECTURES)}")
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path={path!r}: allowed is a str or pathlib.Path")
+    per_bits = layer_bits(model, bits)
+    per_index = layer_bits(model, index_bits, "index_bits", PAPER_INDEX_BITS)
+    meta_bytes = _meta_bytes(meta)
+    num_classes, in_channels = _constructor_args(model)
+    state = model.state_dict()
+    expected = models.build(arch, num_classes=num_classes, in_channels=in_channels).state_dict()
+    if [(k, v.shape) for k, v in state.items()] != [(k, v.shape) for k, v in expected.items()]:
+        raise ValueError(f"model={type(model).__name__}: its state_dict is not that of arch={arch!r} "
+                         f"(num_classes={num_classes}, in_channels={in_channels})")
+    shared = shared_from_weights(model)
+    for name, s in shared.items():
+        if len(s.codebook) > 2 ** per_bits[name]:
+            raise ValueError(f"layer {name} has {len(s.codebook)} distinct nonzero weights: allowed are at "
+                             f"most 2^{per_bits[name]} (share_weights(model, bits) first)")
+    records, rows = [], []
+    rest = _row("dense rest")
+    for key, tensor in state.items():
+        name = key.removesuffix(".weight")
+        if key.endswith(".weight") and name in shared:
+            record, row = _shared_record(shared[name], per_bits[name], per_index[name])
+            rows.append(_row(name, **row))
+        else:
+            record = _dense_record(key, tensor)
+            floats = 4 * tensor.numel() if tensor.is_floating_point() else 0
+            rest.update({stage: rest[stage] + floats for stage in ("dense", "pruned", "shared")},
+                        huffman=rest["huffman"] + len(record))
+        records.append(record)
+    head = (_short_text(arch) + struct.pack("<HHI", num_classes, in_channels, len(meta_bytes)) + meta_bytes
+            + struct.pack("<H", len(records)))
+    length = len(MAGIC) + 5 + len(head) + sum(map(len, records)) + 4
+    blob = MAGIC + struct.pack("<BI", VERSION, length) + head + b"".join(records)
+    blob += struct.pack("<I", zlib.crc32(blob))
+    path = Path(path)
+    _write_atomic(path, blob)
+    header = _row("header + crc32", huffman=len(MAGIC) + 5 + len(head) + 4)
+    return CompressionReport(path, [*rows, rest, header])
+
+
+def _row(layer: str, **values) -> dict:
+    """A report row: the per-layer fields (0 or blank where they do not apply) and the stage bytes."""
+    blank = {"weights": 0, "nonzeros": 0, "fillers": 0, "clusters": "", "bits": "", "index_bits": ""}
+    return {"layer": layer, **blank, **dict.fromkeys(STAGES, 0), **values}
+
+
+class _Reader:
+    """Reads a compressed file's fields in order; running past the end is a CompressedFileError."""
+
+    def __init__(self, blob: bytes, path: Path):
+        self.blob, self.path, self.pos = blob, path, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.blob):
+            raise CompressedFileError(f"{self.path}: {what} needs {n} bytes at offset {self.pos}, only "
+                                      f"{len(self.blob) - self.pos} are left")
+        self.pos += n
+        return self.blob[self.pos - n:self.pos]
+
+    def unpack(self, fmt: str, what: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
+
+    def huffman_block(self, count: int, what: str) -> np.ndarray:
+        (alphabet,) = self.unpack("<H", f"{what} alphabet")
+        lengths = list(self.take(alphabet, f"{what} code lengths"))
+        (n_bits,) = self.unpack("<I", f"{what} bit count")
+        return huffman_decode(lengths, self.take(math.ceil(n_bits / 8), f"{what} payload"), n_bits, count)
+
+
+def _read_shared(reader: _Reader, count: int, key: str) -> np.ndarray:
+    bits, index_bits, clusters = reader.unpack("<BBH", f"{key} header")
+    codebook = np.frombuffer(reader.take(4 * clusters, f"{key} codebook"), "<f4")
+    (entries,) = reader.unpack("<I", f"{key} entry count")
+    codes = reader.huffman_block(entries, f"{key} codes")
+    positions = absolute_positions(reader.huffman_block(entries, f"{key} gaps"))
+    if clusters > 2**bits or codes.max(initial=0) > clusters or positions.max(initial=-1) >= count:
+        raise CompressedFileError(f"{reader.path}: {key} decodes to codes or positions out of range")
+    kept = codes < clusters
+    flat = np.zeros(count, dtype=np.float32)
+    flat[positions[kept]] = codebook[codes[kept]]
+    return flat
+
+
+def _read_record(reader: _Reader, key: str, target: torch.Tensor) -> torch.Tensor:
+    kind, count = reader.unpack("<BI", f"{key} record header")
+    if count != target.numel():
+        raise CompressedFileError(f"{reader.path}: {key} holds {count} values, the architecture "
+                                  f"{target.numel()}")
+    if kind == _SHARED and target.dtype == torch.float32:
+        values = _read_shared(reader, count, key)
+    elif kind == _DENSE_F32 and target.dtype == torch.float32:
+        values = np.frombuffer(reader.take(4 * count, key), "<f4")
+    elif kind == _DENSE_I64 and target.dtype == torch.int64:
+        values = np.frombuffer(reader.take(8 * count, key), "<i8")
+    else:
+        raise CompressedFileError(f"{reader.path}: {key} has record kind {kind}, not one for {target.dtype}")
+    return torch.from_numpy(values.copy()).reshape(target.shape)
+
+
+def load_compressed(path: str | Path) -> tuple[nn.Module, dict]:
+    """Read a ``save_compressed`` file: ``(model, meta)``, the model built by
+    ``labkit.models.build`` from the architecture in the header and holding exactly the weights
+    written; meta is the stored dict plus ``arch``, ``num_classes``, ``in_channels``. A file that is
+    truncated, corrupted, of another format or version raises ``CompressedFileError``."""
+    path = Path(path)
+    blob = path.read_bytes()
+    if blob[:4] != MAGIC:
+        raise CompressedFileError(f"{path} starts with {blob[:4]!r}, not {MAGIC!r}: not a labkit compressed "
+                                  "model file")
+    reader = _Reader(blob, path)
+    reader.take(4, "magic")
+    version, length = reader.unpack("<BI", "version and length")
+    if version != VERSION:
+        raise CompressedFileError(f"{path} has format version {version}: this labkit reads version {VERSION}")
+    if length != len(blob):
+        raise CompressedFileError(f"{path} has {len(blob)} bytes, its header says {length}: "
+                                  + ("truncated" if len(blob) < length else "trailing bytes"))
+    (crc,) = struct.unpack("<I", blob[-4:])
+    if zlib.crc32(blob[:-4]) != crc:
+        raise CompressedFileError(f"{path} is corrupted: crc32 {zlib.crc32(blob[:-4]):#010x} of the content, "
+                                  f"{crc:#010x} stored")
+    (n,) = reader.unpack("<B", "architecture name length")
+    arch = reader.take(n, "architecture name").decode("ascii", errors="replace")
+    num_classes, in_channels, meta_length = reader.unpack("<HHI", "constructor arguments")
+    meta = json.loads(reader.take(meta_length, "meta")) if meta_length else {}
+    if arch not in models.ARCHITECTURES:
+        raise CompressedFileError(f"{path} names arch={arch!r}: this labkit builds {models.ARCHITECTURES}")
+    model = models.build(arch, num_classes=num_classes, in_channels=in_channels)
+    targets = model.state_dict()
+    (entries,) = reader.unpack("<H", "entry count")
+    if entries != len(targets):
+        raise CompressedFileError(f"{path} holds {entries} tensors, {arch} has {len(targets)}")
+    state = {key: _read_record(reader, key, target) for key, target in targets.items()}
+    if reader.pos != len(blob) - 4:
+        raise CompressedFileError(f"{path}: {len(blob) - 4 - reader.pos} unread bytes before the checksum")
+    model.load_state_dict(state)
+    return model, {**meta, "arch": arch, "num_classes": num_classes, "in_channels": in_channels}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Deep Compression's settings. Pruning: AGP (cubic ramp, masks kept) to ``q_final`` percent with
+    ONE global threshold over ``prune_epochs`` epochs, then ``finetune_epochs`` epochs, best epoch
+    kept; no augmentation (LeNet-5 is trained without). Trained quantization: ``bits`` (see
+    ``layer_bits``), centroids fine-tuned ``centroid_epochs`` epochs at ``centroid_lr`` (the step
+    is a SUM over a cluster, hence far below ``lr``). Storage: ``index_bits`` per relative index.
+
+    The defaults are the quick profile's for LeNet-5 (``Recipe.for_profile``). LeNet-5 here has 62k
+    parameters, 7x fewer than the paper's, so a 256-entry float32 codebook per conv layer is a large
+    fixed cost: at 94% pruned, conv / FC bits 6 / 4 give about 42x, the paper's 8 / 5 about 34x."""
+
+    q_final: float = 94.0
+    prune_epochs: int = 10
+    finetune_epochs: int = 10
+    lr: float = 0.01
+    centroid_epochs: int = 3
+    centroid_lr: float = 3e-4
+    bits: int | Mapping[str, int] | None = field(default_factory=lambda: {"conv": 6, "fc": 4})
+    index_bits: int | Mapping[str, int] | None = field(default_factory=lambda: {"conv": 4, "fc": 6})
+    batch_size: int = 128
+
+    @classmethod
+    def for_profile(cls, profile, **overrides) -> Recipe:
+        """The defaults, with the fine-tuning epochs and batch size of the full ``profile``
+        (``labkit.profiles.FULL``); then ``overrides``."""
+        if profile.name == "full":
+            overrides = {"finetune_epochs": profile.finetune_epochs, "batch_size": profile.batch_size,
+                         **overrides}
+        return replace(cls(), **overrides)
+
+    def prune_config(self) -> train.TrainConfig:
+        return train.TrainConfig(epochs=self.prune_epochs + self.finetune_epochs, lr=self.lr,
+                                 batch_size=self.batch_size, augment=False, best_after=self.prune_epochs)
+
+    def centroid_config(self) -> train.TrainConfig:
+        return train.TrainConfig(epochs=self.centroid_epochs, lr=self.centroid_lr, batch_size=self.batch_size,
+                                 augment=False)
+
+
+def prune_globally(model: nn.Module, data, recipe: Recipe, progress: bool = True) -> train.History:
+    """Stage 1: ``recipe``'s iterative pruning of ``model`` in place; it ends in its best state."""
+    schedule = prune.AGPSchedule(recipe.q_final, n_steps=recipe.prune_epochs, global_=True)
+    history = train.fit(model, data, recipe.prune_config(), callbacks=[schedule], progress=progress,
+                        desc="prune")
+    model.load_state_dict(history.best_state)
+    return history
+
+
+def quantize_and_save(model: nn.Module, data, recipe: Recipe, path: str | Path, *, arch: str,
+                      progress: bool = True) -> tuple[CompressionReport, dict[str, float]]:
+    """Stages 2-4 on a pruned ``model``, in place: ``share_weights``, ``finetune_centroids``,
+    ``save_compressed``. Returns the report and the test accuracy after sharing and after training the
+    centroids (the model written)."""
+    share_weights(model, recipe.bits)
+    accuracy = {"shared": train.evaluate(model, data)[1]}
+    finetune_centroids(model, data, recipe.centroid_config(), progress=progress, desc="centroids")
+    accuracy["trained"] = train.evaluate(model, data)[1]
+    report = save_compressed(model, path, arch=arch, bits=recipe.bits, index_bits=recipe.index_bits,
+                             meta={"accuracy": accuracy["trained"]})
+    return report, accuracy
+
+
+def tradeoff(model: nn.Module, data, recipes: Mapping[str, Recipe], path: str | Path, *, arch: str
+             ) -> dict[str, tuple[float, float]]:
+    """{label: (compression ratio, test accuracy)} of each recipe run on a copy of the dense ``model``;
+    recipes that prune alike share one pruning run. ``path`` is overwritten by each file."""
+    pruned, points = {}, {}
+    for label, recipe in recipes.items():
+        key = (recipe.q_final, recipe.prune_epochs, recipe.finetune_epochs, recipe.lr, recipe.batch_size)
+        if key not in pruned:
+            pruned[key] = copy.deepcopy(model)
+            prune_globally(pruned[key], data, recipe, progress=False)
+        report, accuracy = quantize_and_save(copy.deepcopy(pruned[key]), data, recipe, path, arch=arch,
+                                             progress=False)
+        points[label] = (report.ratio, accuracy["trained"])
+    return points
+
+
+# ---------------------------------------------------------------------------------------------------
+# Mixed precision: bits per layer under a size budget
+
+
+def fixed_point_layer(layer: nn.Module, bits: int) -> None:
+    """Quantize ``layer``'s weight in place with the handout's linear quantizer (``quant.quantize``,
+    asymmetric, dynamic range): the fixed-point alternative to ``share_layer``."""
+    with torch.no_grad():
+        layer.weight.copy_(quant.quantize(layer.weight.detach(), _check_bits(bits, "bits")))
+
+
+def quantize_layers(model: nn.Module, bits: Mapping[str, int], quantize=share_layer) -> nn.Module:
+    """A copy of ``model`` with each layer named in ``bits`` quantized in place by
+    ``quantize(layer, bits)`` (``share_layer``: k-means sharing; ``fixed_point_layer``)."""
+    layers = dict(prunable_layers(model))
+    unknown = [n for n in bits if n not in layers]
+    if unknown:
+        raise ValueError(f"bits has layers {unknown}: allowed are the prunable layers {list(layers)}")
+    quantized = copy.deepcopy(model)
+    for name, b in bits.items():
+        quantize(quantized.get_submodule(name), b)
+    return quantized
+
+
+def bit_sensitivity(model: nn.Module, evaluate_fn, choices=(2, 3, 4, 5, 6), quantize=share_layer
+                    ) -> dict[str, dict[int, float]]:
+    """{layer: {bits: evaluate_fn(copy)}}: each prunable layer alone quantized at each of ``choices``
+    bits (``quantize_layers``; the other layers stay float). ``model`` is left unchanged."""
+    choices = [_check_bits(b, f"choices[{i}]") for i, b in enumerate(choices)]
+    return {name: {b: float(evaluate_fn(quantize_layers(model, {name: b}, quantize))) for b in choices}
+            for name, _ in prunable_layers(model)}
+
+
+def allocate_bits(sensitivity: Mapping[str, Mapping[int, float]], sizes: Mapping[str, int],
+                  budget: int) -> dict[str, int]:
+    """Mixed precision: the bits per layer whose summed ``sensitivity`` value (e.g. accuracy with only
+    that layer quantized) is largest while sum(sizes[layer] * bits) <= ``budget`` bits. Exhaustive
+    over every combination (fine for LeNet-5's 5 layers; refused past a million)."""
+    names = list(sensitivity)
+    options = [sorted(sensitivity[n]) for n in names]
+    if math.prod(map(len, options)) > 1_000_000:
+        raise ValueError(f"sensitivity spans {math.prod(map(len, options))} combinations: allowed are at "
+                         "most 1,000,000 (fewer layers or bit choices)")
+    best, best_value = None, -math.inf
+    for combo in itertools.product(*options):
+        size = sum(sizes[n] * b for n, b in zip(names, combo, strict=True))
+        value = sum(sensitivity[n][b] for n, b in zip(names, combo, strict=True))
+        if size <= budget and value > best_value:
+            best, best_value = combo, value
+    if best is None:
+        raise ValueError(f"budget={budget} bits: allowed is at least the smallest choice, "
+                         f"{sum(sizes[n] * o[0] for n, o in zip(names, options, strict=True))} bits")
+    return dict(zip(names, best, strict=True))

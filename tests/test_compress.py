@@ -1,0 +1,380 @@
+import math
+import struct
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from labkit import compress as C
+from labkit import measure, prune
+from labkit.models import lenet5, resnet20
+from labkit.train import TrainConfig
+
+
+def pruned_shared(make=lenet5, q: float = 80.0, bits=4) -> nn.Module:
+    """``make()`` (seeded) pruned to q% with one global threshold and shared at ``bits``."""
+    torch.manual_seed(0)
+    model = make().eval()
+    prune.global_prune_by_percentage(model, q)
+    C.share_weights(model, bits)
+    return model
+
+
+def same_bits(a: nn.Module, b: nn.Module) -> bool:
+    """Bit-for-bit equal state_dicts (float32 compared as raw integers, so -0.0 != +0.0)."""
+    def raw(model):
+        state = model.state_dict()
+        return {k: t.view(torch.int32) if t.dtype == torch.float32 else t for k, t in state.items()}
+
+    ra, rb = raw(a), raw(b)
+    return ra.keys() == rb.keys() and all(torch.equal(ra[k], rb[k]) for k in ra)
+
+
+def distinct_nonzeros(weight: torch.Tensor) -> int:
+    return len(torch.unique(weight[weight != 0]))
+
+
+# --- Huffman ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("symbols", [
+    np.random.default_rng(0).integers(0, 50, 2000),  # random, nearly uniform
+    np.random.default_rng(1).geometric(0.3, 3000) - 1,  # skewed
+    np.arange(300),  # all distinct
+    [7] * 10,  # one symbol
+    [0, 1],
+    [],
+])
+def test_huffman_round_trip(symbols):
+    lengths, payload, n_bits = C.huffman_encode(symbols)
+    assert C.huffman_decode(lengths, payload, n_bits, len(symbols)).tolist() == list(np.asarray(symbols))
+    assert len(payload) == math.ceil(n_bits / 8)
+    used = [n for n in lengths if n]
+    if len(used) > 1:
+        assert sum(2.0**-n for n in used) == 1.0  # a complete prefix code
+
+
+def test_huffman_lengths_are_optimal_and_beat_fixed_width_on_skewed_streams():
+    symbols = np.random.default_rng(2).geometric(0.4, 5000) - 1
+    counts = np.bincount(symbols)
+    p = counts[counts > 0] / counts.sum()
+    entropy = float(-(p * np.log2(p)).sum())
+    _, _, n_bits = C.huffman_encode(symbols)
+    assert entropy <= n_bits / len(symbols) < entropy + 1
+    assert n_bits < len(symbols) * math.ceil(math.log2(len(counts)))
+
+
+def test_huffman_edge_cases():
+    assert C.huffman_code_lengths([]) == []
+    assert C.huffman_code_lengths([0, 5, 0]) == [0, 1, 0]
+    assert C.huffman_code_lengths([3, 3, 3, 3]) == [2, 2, 2, 2]
+    assert C.huffman_code_lengths([1, 1, 2, 4]) == [3, 3, 2, 1]
+    assert C.canonical_codes([2, 1, 3, 3]) == {1: (0b0, 1), 0: (0b10, 2), 2: (0b110, 3), 3: (0b111, 3)}
+    assert C.huffman_encode([]) == ([], b"", 0)
+    assert C.huffman_encode([4, 4, 4]) == ([0, 0, 0, 0, 1], b"\x00", 3)
+
+
+def test_huffman_errors():
+    lengths, payload, n_bits = C.huffman_encode([0, 1, 2, 2])
+    with pytest.raises(C.CompressedFileError, match="4 announced"):
+        C.huffman_decode(lengths, payload, n_bits - 1, 4)
+    with pytest.raises(C.CompressedFileError, match="5 announced"):
+        C.huffman_decode(lengths, payload, n_bits, 5)
+    with pytest.raises(C.CompressedFileError, match="bits"):
+        C.huffman_decode(lengths, payload, 8 * len(payload) + 1, 4)
+    with pytest.raises(ValueError, match="symbols"):
+        C.huffman_encode([1, -1])
+    with pytest.raises(ValueError, match="counts"):
+        C.huffman_code_lengths([1, -2])
+
+
+# --- relative indices ------------------------------------------------------------------------------
+
+
+def test_relative_indices_fillers_as_in_the_paper():
+    gaps, filler = C.relative_indices([20], 3)  # 20 zeros first: two fillers after 7 zeros each
+    assert gaps.tolist() == [7, 7, 4] and filler.tolist() == [True, True, False]
+    assert C.absolute_positions(gaps).tolist() == [7, 15, 20]
+    gaps, filler = C.relative_indices([8, 9], 3)  # a gap of exactly 2^3 needs one filler
+    assert gaps.tolist() == [7, 0, 0] and filler.tolist() == [True, False, False]
+    gaps, filler = C.relative_indices([0, 1, 7], 3)
+    assert gaps.tolist() == [0, 0, 5] and not filler.any()
+    gaps, filler = C.relative_indices([], 4)
+    assert gaps.size == 0 and filler.size == 0
+
+
+@pytest.mark.parametrize("index_bits", [1, 2, 3, 5, 8])
+def test_relative_indices_round_trip(index_bits):
+    positions = np.flatnonzero(np.random.default_rng(index_bits).random(3000) < 0.03)
+    gaps, filler = C.relative_indices(positions, index_bits)
+    assert gaps.max() <= 2**index_bits - 1
+    assert np.array_equal(C.absolute_positions(gaps)[~filler], positions)
+    assert filler.any() == (np.diff(positions, prepend=-1).max() > 2**index_bits)
+
+
+def test_relative_indices_errors():
+    with pytest.raises(ValueError, match="increasing"):
+        C.relative_indices([3, 3], 4)
+    with pytest.raises(ValueError, match="index_bits=0"):
+        C.relative_indices([1], 0)
+    with pytest.raises(TypeError, match="index_bits=True"):
+        C.relative_indices([1], True)
+
+
+# --- weight sharing --------------------------------------------------------------------------------
+
+
+def test_kmeans_linear_init_finds_the_clusters_and_drops_empty_ones():
+    values = torch.tensor([-1.0, -1.1, 2.0, 2.1, 2.2])
+    centroids, labels = C.kmeans_1d(values, 2)
+    assert torch.allclose(centroids, torch.tensor([-1.05, 2.1]))
+    assert labels.tolist() == [0, 0, 1, 1, 1]
+    centroids, labels = C.kmeans_1d(values, 16)  # more clusters than values: the empty ones go
+    assert len(centroids) == 3  # linear init: -1.1 and -1.0 start in the same cluster, and stay
+    assert (centroids[labels] - values).abs().max() <= 3.3 / 15  # within the initial spacing
+    assert torch.all(centroids[1:] > centroids[:-1])
+    assert C.kmeans_1d(torch.zeros(0), 4)[0].numel() == 0
+
+
+@pytest.mark.parametrize("bits", [1, 3, {"conv": 5, "fc": 2}])
+def test_share_weights_keeps_pruned_zeros_and_at_most_2_to_the_bits_values(bits):
+    torch.manual_seed(0)
+    model = lenet5()
+    prune.global_prune_by_percentage(model, 90)
+    masks = prune.masks_from_zeros(model)
+    shared = C.share_weights(model, bits)
+    per_layer = C.layer_bits(model, bits)
+    for name, layer in prune.prunable_layers(model):
+        assert torch.equal(layer.weight != 0, masks[name])
+        assert 1 < distinct_nonzeros(layer.weight) <= 2 ** per_layer[name]
+        assert torch.equal(shared[name].weight(), layer.weight)
+        assert torch.equal(shared[name].labels >= 0, masks[name])
+
+
+def test_layer_bits_forms():
+    model = lenet5()
+    assert C.layer_bits(model, None) == {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5, "fc3": 5}
+    assert C.layer_bits(model, 3) == dict.fromkeys(["conv1", "conv2", "fc1", "fc2", "fc3"], 3)
+    per_layer = {"conv1": 1, "conv2": 2, "fc1": 3, "fc2": 4, "fc3": 5}
+    assert C.layer_bits(model, per_layer) == per_layer
+    with pytest.raises(ValueError, match="prunable layers"):
+        C.layer_bits(model, {"conv1": 3})
+    with pytest.raises(ValueError, match="bits=13"):
+        C.layer_bits(model, 13)
+    with pytest.raises(TypeError, match=r"bits\['fc'\]"):
+        C.layer_bits(model, {"conv": 3, "fc": "4"})
+
+
+def test_centroid_update_is_the_summed_gradient():
+    layer = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.1, 0.0, 0.5, 0.12]]))
+    shared = {"": C.share_layer(layer, 1)}  # clusters {0.1, 0.12} -> 0.11 and {0.5}; 0.0 is pruned
+    model = nn.Sequential()
+    model.add_module("0", layer)
+    keep = C.KeepShared({"0": shared[""]})
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer(torch.tensor([[1.0, 2.0, 3.0, 4.0]])).sum().backward()  # dL/dw = x
+    opt.step()
+    keep.after_step(model)
+    assert torch.allclose(layer.weight, torch.tensor([[0.11 - 0.5 * 5, 0.0, 0.5 - 0.5 * 3, 0.11 - 0.5 * 5]]))
+
+
+def test_finetune_centroids_keeps_the_shared_structure(tiny_data):
+    model = pruned_shared(lenet5, 85, bits={"conv": 3, "fc": 2})
+    before = C.shared_from_weights(model)
+    config = TrainConfig(epochs=1, lr=1e-3, batch_size=50, augment=False, amp=False)
+    C.finetune_centroids(model, tiny_data, config, progress=False)
+    after = C.shared_from_weights(model)
+    changed = 0
+    for name, layer in prune.prunable_layers(model):
+        assert torch.equal(after[name].labels >= 0, before[name].labels >= 0)  # pruned zeros stay zero
+        assert distinct_nonzeros(layer.weight) <= len(before[name].codebook)
+        kept = before[name].labels >= 0  # same partition: one centroid per old cluster
+        pairs = torch.unique(torch.stack([before[name].labels[kept], after[name].labels[kept]]), dim=1)
+        assert pairs.shape[1] == len(before[name].codebook)
+        changed += not torch.equal(after[name].codebook, before[name].codebook)
+    assert changed == 5
+
+
+# --- the compressed file ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch, make, shape", [("lenet5", lenet5, (2, 1, 28, 28)),
+                                               ("resnet20", lambda: resnet20(num_classes=7), (2, 3, 32, 32))])
+def test_compressed_file_round_trip_is_bit_exact(tmp_path, arch, make, shape):
+    model = pruned_shared(make, 90, bits=5)
+    if arch == "resnet20":
+        for m in model.modules():  # non-trivial BatchNorm statistics and an int64 buffer
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.num_batches_tracked.fill_(17)
+    report = C.save_compressed(model, tmp_path / "m.dc", arch=arch, bits=5, index_bits=3,
+                               meta={"accuracy": 0.9})
+    loaded, meta = C.load_compressed(tmp_path / "m.dc")
+    assert same_bits(loaded, model)
+    x = torch.randn(shape)
+    assert torch.equal(loaded.eval()(x), model.eval()(x))
+    assert meta == {"accuracy": 0.9, "arch": arch, "num_classes": 10 if arch == "lenet5" else 7,
+                    "in_channels": shape[1]}
+    assert report.file_bytes == (tmp_path / "m.dc").stat().st_size
+    assert report.total("dense") == measure.model_bytes(model)
+    assert report.ratio == report.total("dense") / report.file_bytes > 3
+    assert report.total("dense") > report.total("pruned") > report.total("shared") > report.file_bytes
+    rows = {row["layer"]: row for row in report.table()}
+    assert rows["total"]["nonzeros"] == sum(int((layer.weight != 0).sum())
+                                            for _, layer in prune.prunable_layers(model))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.dc"]  # no temp file left
+
+
+def test_an_unpruned_unshared_layer_is_refused_and_a_dense_shared_one_round_trips(tmp_path):
+    model = lenet5()
+    with pytest.raises(ValueError, match="share_weights"):
+        C.save_compressed(model, tmp_path / "m.dc", arch="lenet5")
+    C.share_weights(model, 3)  # no pruning at all: every weight is an entry, no fillers
+    report = C.save_compressed(model, tmp_path / "m.dc", arch="lenet5", bits=3)
+    assert same_bits(C.load_compressed(tmp_path / "m.dc")[0], model)
+    assert all(row["fillers"] == 0 for row in report.rows)
+
+
+def test_a_fully_pruned_layer_round_trips(tmp_path):
+    model = lenet5()
+    with torch.no_grad():
+        model.fc3.weight.zero_()
+    shared = C.share_weights(model, 2)
+    assert shared["fc3"].codebook.numel() == 0 and not model.fc3.weight.any()
+    report = C.save_compressed(model, tmp_path / "m.dc", arch="lenet5", bits=2)
+    assert report.table()[4]["nonzeros"] == 0
+    assert same_bits(C.load_compressed(tmp_path / "m.dc")[0], model)
+
+
+@pytest.fixture
+def lenet_file(tmp_path):
+    path = tmp_path / "lenet.dc"
+    C.save_compressed(pruned_shared(lenet5, 90), path, arch="lenet5", bits=4)
+    return path
+
+
+def test_truncated_file_is_refused(lenet_file):
+    blob = lenet_file.read_bytes()
+    for cut in (3, 9, len(blob) // 2, len(blob) - 1):
+        lenet_file.write_bytes(blob[:cut])
+        with pytest.raises(C.CompressedFileError, match="truncated|not a labkit|needs"):
+            C.load_compressed(lenet_file)
+
+
+def test_corrupted_file_is_refused(lenet_file):
+    blob = bytearray(lenet_file.read_bytes())
+    for offset in (20, len(blob) // 2, len(blob) - 6):
+        corrupt = blob.copy()
+        corrupt[offset] ^= 0x10
+        lenet_file.write_bytes(corrupt)
+        with pytest.raises(C.CompressedFileError, match="corrupted"):
+            C.load_compressed(lenet_file)
+    lenet_file.write_bytes(blob + b"\x00")
+    with pytest.raises(C.CompressedFileError, match="trailing"):
+        C.load_compressed(lenet_file)
+
+
+def test_wrong_magic_version_or_architecture_is_refused(lenet_file, tmp_path):
+    blob = lenet_file.read_bytes()
+    lenet_file.write_bytes(b"PK\x03\x04" + blob[4:])
+    with pytest.raises(C.CompressedFileError, match="not a labkit"):
+        C.load_compressed(lenet_file)
+    lenet_file.write_bytes(b"")
+    with pytest.raises(C.CompressedFileError, match="not a labkit"):
+        C.load_compressed(lenet_file)
+
+    def resealed(body: bytes) -> bytes:  # a consistent file (length, crc32) holding ``body``
+        return body + struct.pack("<I", __import__("zlib").crc32(body))
+
+    body = blob[:-4]
+    lenet_file.write_bytes(resealed(body[:4] + b"\x02" + body[5:]))
+    with pytest.raises(C.CompressedFileError, match="version 2"):
+        C.load_compressed(lenet_file)
+    lenet_file.write_bytes(resealed(body[:10] + b"lenet9" + body[16:]))
+    with pytest.raises(C.CompressedFileError, match="lenet9"):
+        C.load_compressed(lenet_file)
+    with pytest.raises(FileNotFoundError):
+        C.load_compressed(tmp_path / "missing.dc")
+
+
+def test_save_compressed_bad_arguments(tmp_path):
+    model = pruned_shared(lenet5, 90, bits=4)
+    path = tmp_path / "m.dc"
+    with pytest.raises(ValueError, match="arch='lenet7'"):
+        C.save_compressed(model, path, arch="lenet7")
+    with pytest.raises(ValueError, match="not that of arch='resnet20'"):
+        C.save_compressed(model, path, arch="resnet20")
+    with pytest.raises(ValueError, match="at most 2\\^2"):
+        C.save_compressed(model, path, arch="lenet5", bits=2)
+    with pytest.raises(ValueError, match="index_bits=0"):
+        C.save_compressed(model, path, arch="lenet5", index_bits=0)
+    with pytest.raises(TypeError, match="bits=4.0"):
+        C.save_compressed(model, path, arch="lenet5", bits=4.0)
+    with pytest.raises(TypeError, match="meta"):
+        C.save_compressed(model, path, arch="lenet5", meta={"f": object()})
+    with pytest.raises(TypeError, match="meta"):
+        C.save_compressed(model, path, arch="lenet5", meta=[1])
+    with pytest.raises(TypeError, match="model=str"):
+        C.save_compressed("lenet5", path, arch="lenet5")
+    with pytest.raises(TypeError, match="path=3"):
+        C.save_compressed(model, 3, arch="lenet5")
+    with torch.no_grad():
+        model.fc3.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        C.save_compressed(model, path, arch="lenet5")
+    assert not path.exists()
+
+
+# --- sizes, mixed precision, the pipeline ----------------------------------------------------------
+
+
+def test_huffman_size_of_float_weights_and_of_codes():
+    w = torch.randn(1000)
+    floats = C.huffman_size(w)
+    assert floats["distinct"] == 1000 and floats["total"] > floats["float32"] == 4000
+    codes = C.huffman_size(torch.randint(0, 16, (1000,)))
+    assert codes["distinct"] == 16 and codes["payload"] <= 500 and codes["total"] < 600
+
+
+def test_allocate_bits_picks_the_best_combination_within_the_budget():
+    sensitivity = {"a": {2: 0.5, 4: 0.9}, "b": {2: 0.1, 4: 0.9}}
+    sizes = {"a": 100, "b": 10}
+    assert C.allocate_bits(sensitivity, sizes, 240) == {"a": 2, "b": 4}
+    assert C.allocate_bits(sensitivity, sizes, 440) == {"a": 4, "b": 4}
+    with pytest.raises(ValueError, match="budget=100"):
+        C.allocate_bits(sensitivity, sizes, 100)
+
+
+def test_bit_sensitivity_leaves_the_model_unchanged():
+    model = lenet5()
+    before = [t.clone() for t in model.state_dict().values()]
+    result = C.bit_sensitivity(model, lambda m: distinct_nonzeros(m.fc1.weight), choices=(1, 3))
+    assert list(result) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    assert result["fc1"] == {1: 2.0, 3: 8.0}
+    assert result["conv1"][1] == distinct_nonzeros(model.fc1.weight) > 40000  # fc1 float while conv1 shares
+    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values(), strict=True))
+
+
+def test_quantize_layers_copies_and_quantizes_the_named_layers():
+    torch.manual_seed(0)
+    model = lenet5()
+    shared = C.quantize_layers(model, {"fc1": 2, "conv2": 3})
+    fixed = C.quantize_layers(model, {"fc1": 2}, C.fixed_point_layer)
+    assert distinct_nonzeros(shared.fc1.weight) <= 4 and distinct_nonzeros(shared.conv2.weight) <= 8
+    assert distinct_nonzeros(fixed.fc1.weight) <= 4 and torch.equal(fixed.conv2.weight, model.conv2.weight)
+    assert distinct_nonzeros(model.fc1.weight) > 40000  # the original is untouched
+    with pytest.raises(ValueError, match="fc9"):
+        C.quantize_layers(model, {"fc9": 2})
+
+
+def test_tradeoff_runs_each_recipe(tiny_data, tmp_path):
+    recipe = C.Recipe(q_final=80, prune_epochs=1, finetune_epochs=1, centroid_epochs=1, batch_size=50, bits=2)
+    points = C.tradeoff(lenet5(), tiny_data, {"2 bits": recipe, "3 bits": replace(recipe, bits=3)},
+                        tmp_path / "m.dc", arch="lenet5")
+    assert list(points) == ["2 bits", "3 bits"]
+    assert points["2 bits"][0] > points["3 bits"][0] > 5
+    assert all(0 <= accuracy <= 1 for _, accuracy in points.values())
