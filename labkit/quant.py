@@ -120,6 +120,17 @@ def quantization_levels(w: torch.Tensor, bit: int, symmetric: bool = False) -> t
     return (k / step * alpha + beta).to(w.dtype)
 
 
+def zeros_of(quantizer):
+    """``quantizer(w, bit, symmetric)`` (an STE forward pass, e.g. a student's) as a function with the
+    same arguments and name that returns where its output is exactly 0 (a bool tensor): the exact
+    check that pruned zeros stay zero, next to a value check with a tolerance."""
+    def zeros(w: torch.Tensor, bit, symmetric: bool = False) -> torch.Tensor:
+        return quantizer(w, bit, symmetric) == 0
+
+    zeros.__name__ = getattr(quantizer, "__name__", "quantizer")
+    return zeros
+
+
 class _STEWeight:
     """Mixin for nn.Conv2d / nn.Linear: forward uses ``quantized_weight()`` (the STE of the weight);
     parameters and state_dict keys stay those of the plain layer."""

@@ -19,6 +19,7 @@ from labkit.quant import (
     lsq_quantize_model,
     quantization_levels,
     quantize,
+    zeros_of,
 )
 
 # One weight vector for the hand-computed tables: a pruned zero, a range that is not symmetric.
@@ -83,6 +84,18 @@ def test_quantization_levels_refuse_what_has_no_levels():
         quantization_levels(W, 1, symmetric=True)
     with pytest.raises(ValueError, match="NaN/Inf"):
         quantization_levels(torch.tensor([1.0, float("nan")]), 2)
+
+
+def test_zeros_of_marks_exact_zeros_and_keeps_the_name():
+    zeros = zeros_of(quantize)
+    assert zeros.__name__ == "quantize"
+    assert torch.equal(zeros(W, 2, symmetric=True), torch.tensor([True, True, True, False, False]))
+    assert torch.equal(zeros(W, 2), torch.tensor([False, True, False, False, False]))
+
+    def unmasked(w, bit, symmetric):  # forgets to restore the pruned zeros
+        return quantize(w + 1e-3, bit, symmetric)
+
+    assert not zeros_of(unmasked)(W, 2)[1]
 
 
 def test_ste_bit_none_is_identity_and_bit_zero_gives_zeros():
