@@ -354,7 +354,7 @@ def mask_step_on_weights(make_masks, keep_masks):
     """The fine-tuning mask step as ``(pruned, stepped) -> weights`` (dicts by layer name):
     ``masks = make_masks(net)`` on a net holding the ``pruned`` weights; the weights then become
     ``stepped`` (as after ``optimizer.step()``) and ``keep_masks(net, masks)`` runs. Right: the
-    pruned weights are zero again and the others are as in ``stepped``."""
+    pruned weights are zero again and the others are as in ``stepped``. Named after ``keep_masks``."""
     def mask_step(pruned: Mapping[str, torch.Tensor], stepped: Mapping[str, torch.Tensor]):
         net = _net_holding(pruned)
         masks = make_masks(net)
@@ -364,7 +364,7 @@ def mask_step_on_weights(make_masks, keep_masks):
         keep_masks(net, masks)
         return _weights_of(net)
 
-    mask_step.__name__ = f"{getattr(keep_masks, '__name__', 'keep_masks')}_after_step"
+    mask_step.__name__ = getattr(keep_masks, "__name__", "keep_masks")  # the check names the student's step
     return mask_step
 
 
