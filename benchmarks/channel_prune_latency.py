@@ -1,6 +1,6 @@
 """Does channel pruning make ResNet-20 faster? Physical vs masked 50% channel pruning on the CPU.
 
-    .venv/bin/python benchmarks/channel_prune_latency.py [--ratio 0.5] [--batch 256] [--repeats 10]
+    .venv/bin/python benchmarks/channel_prune_latency.py [--ratio 0.5] [--batch 256] [--repeats 20]
                                                           [--warmup 2] [--threads N]
 
 Three models in one process: the dense ResNet-20, the same with ``prune.channel_masks(net, ratio)``
@@ -10,7 +10,8 @@ applied (the removed inner channels of every block are zeros: same shapes), and
 ``warmup`` passes, in eval mode, the models taking turns so that load on the machine hits all alike.
 Printed: each median, the speedups over dense (target: physical >= 1.5x, masked about 1.0x), the
 MACs per image (``measure.count_macs``) and their ratio to dense, and that the masked and physical
-models compute the same outputs.
+models compute the same outputs. On a machine that other jobs share, ``--threads 1`` is steadier: with
+all cores asked for, every forward pass waits for the slowest, busiest core.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
     args = parser.parse_args()
