@@ -37,10 +37,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, arch: str, dataset: s
         raise ValueError(f"arch={arch!r}: allowed are {', '.join(models.ARCHITECTURES)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    meta = {"arch": arch, "dataset": dataset, "num_classes": last.out_features,
-            "in_channels": first.in_channels if isinstance(first, nn.Conv2d) else first.in_features,
+    num_classes, in_channels = models.constructor_args(model)
+    meta = {"arch": arch, "dataset": dataset, "num_classes": num_classes, "in_channels": in_channels,
             "accuracy": accuracy, "recipe": dict(recipe or {}), "torch_version": str(torch.__version__),
             **extra}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -402,13 +402,6 @@ def _check_finite(w: torch.Tensor, name: str) -> None:
         raise ValueError(f"layer {name} holds NaN/Inf weights: allowed are finite weights")
 
 
-def _constructor_args(model: nn.Module) -> tuple[int, int]:
-    """(num_classes, in_channels) of a labkit model: the last Linear's outputs, the first layer's inputs."""
-    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return last.out_features, first.in_channels if isinstance(first, nn.Conv2d) else first.in_features
-
-
 def _huffman_block(symbols: np.ndarray) -> bytes:
     lengths, payload, n_bits = huffman_encode(symbols)
     return struct.pack("<H", len(lengths)) + bytes(lengths) + struct.pack("<I", n_bits) + payload
@@ -489,7 +482,7 @@ def save_compressed(model: nn.Module, path: str | Path, *, arch: str, bits=None,
     per_bits = layer_bits(model, bits)
     per_index = layer_bits(model, index_bits, "index_bits", PAPER_INDEX_BITS)
     meta_bytes = _meta_bytes(meta)
-    num_classes, in_channels = _constructor_args(model)
+    num_classes, in_channels = models.constructor_args(model)
     state = model.state_dict()
     expected = models.build(arch, num_classes=num_classes, in_channels=in_channels).state_dict()
     if [(k, v.shape) for k, v in state.items()] != [(k, v.shape) for k, v in expected.items()]:

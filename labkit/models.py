@@ -123,6 +123,13 @@ def lenet5(num_classes: int = 10, in_channels: int = 1, nbits=None, symmetric: b
     return LeNet5(num_classes, in_channels, nbits, symmetric)
 
 
+def constructor_args(model: nn.Module) -> tuple[int, int]:
+    """(num_classes, in_channels) of a model: the last Linear's outputs, the first layer's inputs."""
+    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return last.out_features, first.in_channels if isinstance(first, nn.Conv2d) else first.in_features
+
+
 def build(arch: str, **kwargs) -> nn.Module:
     """Build a model by architecture name (one of ``ARCHITECTURES``)."""
     if arch == "resnet20":
