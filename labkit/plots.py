@@ -5,6 +5,16 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 
+def _finish(fig: plt.Figure, axes, title: str) -> plt.Figure:
+    """The labs' common figure finish: light grid and small legend on ``axes``, title, tight layout."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_history(histories: dict, title: str = "") -> plt.Figure:
     """Loss and accuracy per epoch for one or more runs (``{label: History}``), on shared axes."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -16,12 +26,7 @@ def plot_history(histories: dict, title: str = "") -> plt.Figure:
         ax_acc.plot(epochs, [100 * a for a in h.test_acc], marker="s", linestyle="--", label=f"{label} test")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, (ax_loss, ax_acc), title)
 
 
 # ---- Lab 1: traces of sparse least squares (labkit.sparse.Trace: W (steps+1, d), loss (steps+1,)) ----
@@ -117,12 +122,7 @@ def plot_prune_runs(runs: dict, title: str = "") -> plt.Figure:
                title="test accuracy after each epoch")
     ax_q.set(xlabel="epoch", ylabel="target sparsity (%)", xticks=range(1, n_epochs + 1), ylim=(0, 100),
              title="pruned to before the epoch")
-    for ax in (ax_acc, ax_q):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, (ax_acc, ax_q), title)
 
 
 def plot_layer_sparsity(reports: dict, title: str = "") -> plt.Figure:
