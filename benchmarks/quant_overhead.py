@@ -13,14 +13,14 @@ more step under ``torch.cuda.set_sync_debug_mode("error")``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from step_args import parse_step_args
 
-from labkit.measure import count_host_syncs
+from labkit.measure import count_host_syncs, time_alternating
 from labkit.models import resnet20
 from labkit.quant import STE, LSQConv2d, QConv2d, lsq_quantize_model
 
@@ -39,13 +39,7 @@ def quantize_weights(model) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    device = torch.device(args.device)
+    args, device = parse_step_args(__doc__, steps=10)
 
     torch.manual_seed(0)
     models = {
@@ -68,29 +62,14 @@ def main() -> None:
 
         steps[name] = step
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-
-    def timed(fn) -> float:
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        return time.perf_counter() - start
-
-    times = {name: [] for name in steps}
-    quant_times = {name: [] for name in steps}
-    for i in range(args.warmup + args.steps):
-        for name, step in steps.items():
-            step_s, quant_s = timed(step), timed(lambda name=name: quantize_weights(models[name]))
-            if i >= args.warmup:
-                times[name].append(step_s)
-                quant_times[name].append(quant_s)
+    quantizers = {f"{name} quantizers": partial(quantize_weights, model) for name, model in models.items()}
+    times = time_alternating(steps | quantizers, args.steps, args.warmup, device)
 
     print(f"ResNet-20 training step, batch {args.batch}x3x32x32 channels_last, device {device}, "
           f"{torch.get_num_threads()} threads, median of {args.steps} steps after {args.warmup} warm-up")
     base = statistics.median(times["float"])
-    for name, t in times.items():
-        median, quant = statistics.median(t), statistics.median(quant_times[name])
+    for name in steps:
+        median, quant = statistics.median(times[name]), statistics.median(times[f"{name} quantizers"])
         print(f"  {name:22s} {1e3 * median:8.1f} ms/step   x{median / base:.2f}   "
               f"weight quantizers alone {1e3 * quant:6.2f} ms")
 
@@ -101,7 +80,7 @@ def main() -> None:
         torch.cuda.set_sync_debug_mode("error")
         for step in steps.values():
             step()
-        sync()
+        torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode(0)
         print("  one step each under torch.cuda.set_sync_debug_mode('error'): no sync raised")
 

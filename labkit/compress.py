@@ -42,7 +42,6 @@ import heapq
 import itertools
 import json
 import math
-import numbers
 import os
 import struct
 import tempfile
@@ -56,6 +55,7 @@ import torch
 from torch import nn
 
 from labkit import models, prune, quant, train
+from labkit.checks import check_int
 from labkit.prune import prunable_layers
 
 MAGIC = b"LKDC"
@@ -76,11 +76,7 @@ class CompressedFileError(ValueError):
 
 
 def _check_bits(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r}: allowed is an int in 1..{MAX_BITS}")
-    if not 1 <= value <= MAX_BITS:
-        raise ValueError(f"{name}={value!r}: allowed is an int in 1..{MAX_BITS}")
-    return int(value)
+    return check_int(name, value, 1, MAX_BITS)
 
 
 def layer_bits(model: nn.Module, bits, name: str = "bits", paper: Mapping[str, int] = PAPER_BITS
@@ -229,7 +225,7 @@ def kmeans_1d(values: torch.Tensor, k: int, max_iter: int = 100) -> tuple[torch.
     """Lloyd's k-means on a 1-D tensor with k centroids initialised linearly between min and max:
     ``(centroids, labels)``, centroids ascending as float32 (empty clusters dropped, so at most k),
     labels int64 into them. Computed in float64 on the CPU, so the result is deterministic."""
-    k = _check_int(k, "k")
+    k = check_int("k", k, 1)
     v = values.detach().flatten().to("cpu", torch.float64)
     if v.numel() == 0:
         return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
@@ -387,14 +383,6 @@ class CompressionReport:
 
 
 STAGES = ("dense", "pruned", "shared", "huffman")
-
-
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r}: allowed is an int >= {minimum}")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r}: allowed is an int >= {minimum}")
-    return int(value)
 
 
 def _check_finite(w: torch.Tensor, name: str) -> None:
@@ -636,7 +624,7 @@ class Recipe:
     prune_epochs: int = 10
     finetune_epochs: int = 10
     lr: float = 0.01
-    centroid_epochs: int = 3
+    centroid_epochs: int = 10
     centroid_lr: float = 3e-4
     bits: int | Mapping[str, int] | None = field(default_factory=lambda: {"conv": 6, "fc": 4})
     index_bits: int | Mapping[str, int] | None = field(default_factory=lambda: {"conv": 4, "fc": 6})

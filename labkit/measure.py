@@ -31,7 +31,8 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 import torch
@@ -39,16 +40,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchprofile import profile_macs
 
+from labkit.checks import check_int
 from labkit.quant import LSQConv2d, LSQLinear, QConv2d, QLinear
 
 FORMATS = ("dense-fp32", "bitpacked", "bitmask", "csr")
-
-
-def _check_count(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} ({type(value).__name__}): allowed is an int >= {low}")
-    if value < low:
-        raise ValueError(f"{name}={value!r}: allowed is an int >= {low}")
 
 
 def _example_input(model: nn.Module, input_size, batch_size: int) -> torch.Tensor:
@@ -57,7 +52,7 @@ def _example_input(model: nn.Module, input_size, batch_size: int) -> torch.Tenso
         raise TypeError(f"input_size={input_size!r}: allowed is a non-empty tuple of ints, one example's "
                         "shape without the batch dimension, e.g. (3, 32, 32)")
     for dim in input_size:
-        _check_count("input_size entry", dim, 1)
+        check_int("input_size entry", dim, 1)
     p = next(model.parameters(), torch.empty(0))
     return torch.randn(batch_size, *input_size, device=p.device, dtype=p.dtype)
 
@@ -148,6 +143,28 @@ def size_on_disk(model: nn.Module) -> int:
         return os.path.getsize(path)
 
 
+def time_alternating(fns: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 0,
+                     device: torch.device | str = "cpu") -> dict[str, list[float]]:
+    """Wall times in seconds of each callable of ``{name: fn}``, ``repeats`` timed rounds after
+    ``warmup`` untimed ones. Each round calls every fn once, in reversed order every other round, so
+    neither always goes first and a change of machine load hits them alike; on a CUDA ``device`` the
+    GPU is synchronised around each call."""
+    check_int("repeats", repeats, 1)
+    check_int("warmup", warmup, 0)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(warmup + repeats):
+        for name in names[:: -1 if i % 2 else 1]:
+            sync()
+            start = time.perf_counter()
+            fns[name]()
+            sync()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
 def latencies(models: Mapping[str, nn.Module], input_size, batch_size: int = 1, repeats: int = 50,
               warmup: int = 5, threads: int | None = None) -> dict[str, dict]:
     """``latency`` of several models ``{name: model}``, measured in alternation: each round runs
@@ -155,28 +172,20 @@ def latencies(models: Mapping[str, nn.Module], input_size, batch_size: int = 1, 
     Returns ``{name: latency dict}``, all on the same random batch (float32, or the first model's
     dtype and device)."""
     for name, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
-        _check_count(name, value, low)
+        check_int(name, value, low)
     if threads is not None:
-        _check_count("threads", threads, 1)
+        check_int("threads", threads, 1)
     if not isinstance(models, Mapping) or not models:
         raise TypeError(f"models={type(models).__name__}: allowed is a non-empty dict {{name: nn.Module}}")
     x = _example_input(next(iter(models.values())), input_size, batch_size)
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else lambda: None
     runs = {name: _frozen_copy(model) for name, model in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in runs}
     old_threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads or old_threads)
         used_threads = torch.get_num_threads()
         with torch.inference_mode():
-            for i in range(warmup + repeats):
-                for name, run in runs.items():
-                    sync()
-                    start = time.perf_counter()
-                    run(x)
-                    sync()
-                    if i >= warmup:
-                        times[name].append(time.perf_counter() - start)
+            times = time_alternating({name: partial(run, x) for name, run in runs.items()}, repeats, warmup,
+                                     x.device)
     finally:
         torch.set_num_threads(old_threads)
     result = {}

@@ -1,9 +1,11 @@
 """Run profiles: what ``PROFILE = "quick" | "full"`` means for every lab notebook.
 
 ``quick`` runs all notebooks top to bottom in minutes on 2 CPU cores: the embedded mini set, short
-fine-tuning on a class-balanced subset. ``full`` is the handouts' own settings (20 fine-tuning epochs,
-batch 256, 10 iterative pruning epochs) on the handouts' data sets (CIFAR-10 for ResNet-20, MNIST for
-LeNet-5); a ``DATASET`` override (e.g. ``fashion-mnist``, which works offline) applies to either.
+fine-tuning; ResNet-20 on a class-balanced subset of it (3000 training / 1000 test images), LeNet-5
+(75x fewer multiply-adds per 28x28 image) on all of it (10,000 / 2,000). ``full`` is the handouts' own
+settings (20 fine-tuning epochs, batch 256, 10 iterative pruning epochs) on the handouts' data sets
+(CIFAR-10 for ResNet-20, MNIST for LeNet-5); a ``DATASET`` override (e.g. ``fashion-mnist``, which works
+offline) applies to either.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ class Profile:
     finetune_epochs: int  # the handout's 20
     prune_epochs: int  # iterative pruning steps before the final one is kept (the handout's 10)
     batch_size: int  # the handout's 256
-    train_subset: int | None  # training images per epoch (None: all)
-    test_subset: int | None  # test images (None: all)
     datasets: dict = field(default_factory=dict)  # architecture -> default data set
+    subsets: dict = field(default_factory=dict)  # architecture -> (training, test images); None/absent: all
+    scan_fraction: float = 1.0  # share of the test images a per-layer sensitivity scan evaluates on
 
 
-QUICK = Profile("quick", finetune_epochs=3, prune_epochs=3, batch_size=128, train_subset=3000,
-                test_subset=1000, datasets={"resnet20": "fashion-mnist-mini", "lenet5": "fashion-mnist-mini"})
-FULL = Profile("full", finetune_epochs=20, prune_epochs=10, batch_size=256, train_subset=None,
-               test_subset=None, datasets={"resnet20": "cifar10", "lenet5": "mnist"})
+QUICK = Profile("quick", finetune_epochs=3, prune_epochs=3, batch_size=128,
+                datasets={"resnet20": "fashion-mnist-mini", "lenet5": "fashion-mnist-mini"},
+                subsets={"resnet20": (3000, 1000)}, scan_fraction=0.25)
+FULL = Profile("full", finetune_epochs=20, prune_epochs=10, batch_size=256,
+               datasets={"resnet20": "cifar10", "lenet5": "mnist"})
 
 
 def get_profile(name: str) -> Profile:
@@ -52,12 +55,14 @@ def dataset_name(profile: Profile, arch: str, dataset: str | None = None) -> str
 
 
 def lab_data(profile: Profile, arch: str, dataset: str | None = None) -> data.Dataset:
-    """The data set a lab trains and tests on, cut to the profile's class-balanced subsets."""
+    """The data set a lab trains ``arch`` on, cut to the profile's class-balanced subsets for ``arch``."""
     ds = data.load(dataset_name(profile, arch, dataset))
+    n_train, n_test = profile.subsets.get(arch, (None, None))
+
     def size(n, available):  # None keeps the whole split
         return n if n is not None and n < available else None
 
-    return ds.subset(size(profile.train_subset, len(ds.train_y)), size(profile.test_subset, len(ds.test_y)))
+    return ds.subset(size(n_train, len(ds.train_y)), size(n_test, len(ds.test_y)))
 
 
 def lab_model(profile: Profile, arch: str, dataset: str | None = None,

@@ -18,6 +18,7 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
+from labkit.checks import check_int
 from labkit.models import LeNet5, ResNetCIFAR
 from labkit.train import Callback, fit
 
@@ -31,14 +32,6 @@ def _check_percent(value, name: str) -> float:
     if not 0 <= value <= 100:  # NaN fails here too
         raise ValueError(f"{name}={value!r}: allowed is a number in 0..100 (a percentage)")
     return float(value)
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r}: allowed is an int >= {minimum}")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r}: allowed is an int >= {minimum}")
-    return int(value)
 
 
 def _weight(layer) -> torch.Tensor:
@@ -216,9 +209,9 @@ def finetune_after_prune(net: nn.Module, data, config, masks: Mapping[str, torch
 def linear_sparsity(epoch: int, q_final: float = 70.0, prune_epochs: int = 10) -> float:
     """Percent the handout's linear schedule prunes to before epoch ``epoch`` (0-based):
     q_final * (epoch + 1) / prune_epochs, held at q_final from epoch prune_epochs - 1 on."""
-    epoch = _check_int(epoch, "epoch", 0)
+    epoch = check_int("epoch", epoch, 0)
     q_final = _check_percent(q_final, "q_final")
-    prune_epochs = _check_int(prune_epochs, "prune_epochs", 1)
+    prune_epochs = check_int("prune_epochs", prune_epochs, 1)
     return q_final * min(epoch + 1, prune_epochs) / prune_epochs
 
 
@@ -228,13 +221,13 @@ def agp_sparsity(epoch: int, s_final: float, s_initial: float = 0.0, start_epoch
     before epoch start_epoch + (k - 1) * prune_every) targets s_f + (s_i - s_f) * (1 - k / n_steps)**3,
     i.e. the paper's s_t with t - t0 = k * dt, so the last step reaches s_final. Before start_epoch:
     s_initial (the paper's step k = 0, which prunes nothing new, is skipped)."""
-    epoch = _check_int(epoch, "epoch", 0)
+    epoch = check_int("epoch", epoch, 0)
     s_final, s_initial = _check_percent(s_final, "s_final"), _check_percent(s_initial, "s_initial")
     if s_initial > s_final:
         raise ValueError(f"s_initial={s_initial} > s_final={s_final}: AGP only increases the sparsity")
-    start_epoch = _check_int(start_epoch, "start_epoch", 0)
-    n_steps = _check_int(n_steps, "n_steps", 1)
-    prune_every = _check_int(prune_every, "prune_every", 1)
+    start_epoch = check_int("start_epoch", start_epoch, 0)
+    n_steps = check_int("n_steps", n_steps, 1)
+    prune_every = check_int("prune_every", prune_every, 1)
     k = min(max((epoch - start_epoch) // prune_every + 1, 0), n_steps)
     return s_final + (s_initial - s_final) * (1 - k / n_steps) ** 3
 
@@ -256,7 +249,7 @@ class _PruneSchedule(Callback):
 
     def sparsity_at(self, epoch: int) -> float:
         """The target (percent) of the latest pruning step at or before ``epoch``; 0 before the first."""
-        epoch = _check_int(epoch, "epoch", 0)
+        epoch = check_int("epoch", epoch, 0)
         done = [e for e in self.targets if e <= epoch]
         return self.targets[max(done)] if done else 0.0
 
@@ -279,7 +272,7 @@ class LinearSchedule(_PruneSchedule):
     regrow until the final pruning step (epoch prune_epochs - 1); from then on the masks are kept."""
 
     def __init__(self, q_final: float = 70.0, prune_epochs: int = 10, global_: bool = False):
-        prune_epochs = _check_int(prune_epochs, "prune_epochs", 1)
+        prune_epochs = check_int("prune_epochs", prune_epochs, 1)
         super().__init__({e: linear_sparsity(e, q_final, prune_epochs) for e in range(prune_epochs)},
                          keep_between_steps=False, global_=global_)
 
@@ -292,9 +285,9 @@ class AGPSchedule(_PruneSchedule):
 
     def __init__(self, s_final: float, s_initial: float = 0.0, start_epoch: int = 0, n_steps: int = 10,
                  prune_every: int = 1, global_: bool = False):
-        start_epoch = _check_int(start_epoch, "start_epoch", 0)
-        n_steps = _check_int(n_steps, "n_steps", 1)
-        prune_every = _check_int(prune_every, "prune_every", 1)
+        start_epoch = check_int("start_epoch", start_epoch, 0)
+        n_steps = check_int("n_steps", n_steps, 1)
+        prune_every = check_int("prune_every", prune_every, 1)
         epochs = [start_epoch + j * prune_every for j in range(n_steps)]
         super().__init__({e: agp_sparsity(e, s_final, s_initial, start_epoch, n_steps, prune_every)
                           for e in epochs}, keep_between_steps=True, global_=global_)

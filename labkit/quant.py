@@ -19,20 +19,14 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labkit.checks import check_int
+
 MAX_BIT = 16
-
-
-def _check_int(name: str, value, low: int, high: int, allowed: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} ({type(value).__name__}): allowed are {allowed}")
-    if not low <= value <= high:
-        raise ValueError(f"{name}={value!r}: allowed are {allowed}")
 
 
 def check_bit(bit, symmetric: bool = False) -> None:
@@ -41,7 +35,7 @@ def check_bit(bit, symmetric: bool = False) -> None:
         raise TypeError(f"symmetric={symmetric!r}: allowed are True or False")
     if bit is None:
         return
-    _check_int("bit", bit, 0, MAX_BIT, f"None, 0 or an int in 1..{MAX_BIT}")
+    check_int("bit", bit, 0, MAX_BIT, f"None, 0 or an int in 1..{MAX_BIT}")
     if symmetric and bit == 1:
         raise ValueError("bit=1 with symmetric=True: symmetric levels are k/(2^(bit-1)-1), which has no "
                          "level but 0 at 1 bit; use bit >= 2, or asymmetric 1-bit (levels min and max)")
@@ -113,7 +107,7 @@ def quantization_levels(w: torch.Tensor, bit: int, symmetric: bool = False) -> t
     """The values ``quantize(w, bit, symmetric)`` can give a nonzero element of ``w``, ascending:
     2^bit levels from min(w) to max(w) (asymmetric), or 2^bit - 1 levels from -max|w| to max|w|
     through 0 (symmetric); ``bit`` in 1..16 (2..16 when symmetric). Pruned zeros also stay 0."""
-    _check_int("bit", bit, 1, MAX_BIT, f"an int in 1..{MAX_BIT}")
+    check_int("bit", bit, 1, MAX_BIT)
     _check_weights(w, bit, symmetric)
     x, alpha, beta, step = _scaling(w.detach(), bit, symmetric)
     k = torch.arange(-step if symmetric else 0, step + 1, dtype=x.dtype, device=x.device)
@@ -192,8 +186,8 @@ class LSQQuantizer(nn.Module):
     def __init__(self, bits: int, activation: bool = False):
         super().__init__()
         low = 1 if activation else 2
-        _check_int("bits", bits, low, MAX_BIT, f"an int in {low}..{MAX_BIT}"
-                   + ("" if activation else " (signed weights need Q_P = 2^(bits-1)-1 >= 1)"))
+        check_int("bits", bits, low, MAX_BIT, f"an int in {low}..{MAX_BIT}"
+                  + ("" if activation else " (signed weights need Q_P = 2^(bits-1)-1 >= 1)"))
         self.bits, self.activation = bits, activation
         self.q_n = 0 if activation else 2 ** (bits - 1)
         self.q_p = 2**bits - 1 if activation else 2 ** (bits - 1) - 1
@@ -280,7 +274,7 @@ def lsq_quantize_model(model: nn.Module, bits: int, layers=None,
     ``model`` first); weight steps are initialised from them. With ``quantize_activations``, the
     input of every converted layer is quantized to ``bits`` unsigned bits too, except the model's
     first Conv2d/Linear, whose input is the (signed) image. ``model`` itself is left unchanged."""
-    _check_int("bits", bits, 2, MAX_BIT, f"an int in 2..{MAX_BIT}")
+    check_int("bits", bits, 2, MAX_BIT)
     if not isinstance(quantize_activations, bool):
         raise TypeError(f"quantize_activations={quantize_activations!r}: allowed are True or False")
     convertible = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

@@ -91,10 +91,10 @@ def layer_sensitivity(model: nn.Module, data, profile: Profile, sparsities=(30, 
                       ) -> tuple[float, dict[str, list[float]]]:
     """``(dense accuracy, {layer: [accuracy per sparsity]})``: test accuracy of ``model`` as it is, and
     after pruning one layer at a time to each of ``sparsities`` (percent; ``prune.sensitivity_scan``,
-    ``model`` is left unchanged). Both on a class-balanced quarter of the profile's test images (250
-    in quick), or on the whole test set when the profile uses it all."""
-    if profile.test_subset is not None:
-        data = data.subset(None, profile.test_subset // 4)
+    ``model`` is left unchanged). Both on a class-balanced ``profile.scan_fraction`` of ``data``'s test
+    images (250 of ResNet-20's 1000 in quick; all in full)."""
+    if profile.scan_fraction < 1:
+        data = data.subset(None, int(len(data.test_y) * profile.scan_fraction))
 
     def accuracy(net):
         return train.evaluate(net, data)[1]

@@ -17,6 +17,7 @@ from labkit.measure import (
     size_on_disk,
     summary_row,
     summary_table,
+    time_alternating,
 )
 from labkit.models import lenet5, resnet20
 from labkit.quant import LSQLinear, QLinear, lsq_quantize_model
@@ -125,11 +126,24 @@ def test_latencies_alternate_models_and_time_each():
     log = []
     result = latencies({"slow": Logged("slow", log, 0.003), "fast": Logged("fast", log)}, (2,),
                        batch_size=4, repeats=3, warmup=1, threads=1)
-    assert log == ["slow", "fast"] * 4  # one run of each per round, warm-up round included
+    assert log == ["slow", "fast", "fast", "slow"] * 2  # each once a round, every other reversed
     assert result["slow"]["median_s"] >= 0.003 > result["fast"]["median_s"]
     assert {(r["batch_size"], r["threads"]) for r in result.values()} == {(4, 1)}
     with pytest.raises(TypeError, match="models="):
         latencies({}, (2,))
+
+
+def test_time_alternating_takes_turns_and_drops_the_warm_up():
+    log = []
+    times = time_alternating({"a": lambda: log.append("a"), "b": lambda: log.append("b"),
+                              "c": lambda: time.sleep(0.002)}, repeats=2, warmup=1)
+    assert log == ["a", "b", "b", "a", "a", "b"]  # rounds a b c, c b a, a b c
+    assert {name: len(t) for name, t in times.items()} == {"a": 2, "b": 2, "c": 2}
+    assert min(times["c"]) >= 0.002
+    with pytest.raises(ValueError, match="repeats=0"):
+        time_alternating({"a": log.clear}, repeats=0)
+    with pytest.raises(TypeError, match="warmup=0.5"):
+        time_alternating({"a": log.clear}, repeats=1, warmup=0.5)
 
 
 def test_summary_table_rows_match_summary_row():

@@ -8,8 +8,13 @@ def test_quick_profile_uses_the_embedded_balanced_subset():
     p = profiles.get_profile("quick")
     ds = profiles.lab_data(p, "resnet20")
     assert ds.name == "fashion-mnist-mini"
-    assert len(ds.train_y) == p.train_subset and len(ds.test_y) == p.test_subset
-    assert torch.bincount(ds.train_y).min() == p.train_subset // 10
+    assert (len(ds.train_y), len(ds.test_y)) == p.subsets["resnet20"] == (3000, 1000)
+    assert torch.bincount(ds.train_y).tolist() == [300] * 10
+
+
+def test_quick_profile_gives_lenet5_the_whole_mini_set():
+    ds = profiles.lab_data(profiles.QUICK, "lenet5")
+    assert (len(ds.train_y), len(ds.test_y)) == (10_000, 2_000)
 
 
 def test_full_profile_follows_the_handouts():

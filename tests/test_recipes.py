@@ -10,7 +10,7 @@ from labkit.profiles import FULL, QUICK, Profile
 from labkit.quant import QConv2d
 
 MINI = "fashion-mnist-mini"
-TINY = Profile("tiny", finetune_epochs=1, prune_epochs=2, batch_size=50, train_subset=None, test_subset=None,
+TINY = Profile("tiny", finetune_epochs=1, prune_epochs=2, batch_size=50,
                datasets={"lenet5": MINI, "resnet20": MINI})
 
 
@@ -107,7 +107,7 @@ def test_global_pruned_resnet20_loads_an_existing_artifact_without_retraining(mo
 def test_global_pruned_resnet20_makes_a_missing_artifact_once(monkeypatch, tmp_path, tiny_data):
     monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
     monkeypatch.setattr(recipes, "lab_data", lambda *args: tiny_data)
-    profile = Profile("tiny", 1, 1, 100, None, None, {"resnet20": MINI})
+    profile = Profile("tiny", 1, 1, 100, {"resnet20": MINI})
     model, meta = recipes.global_pruned_resnet20(profile)
     assert (tmp_path / "tiny" / MINI / "resnet20-global70.pt").is_file()
     assert meta["recipe"] == {"global_iterative_prune": 70.0, "profile": "tiny"}
@@ -121,12 +121,13 @@ def test_global_pruned_resnet20_makes_a_missing_artifact_once(monkeypatch, tmp_p
 # --- sensitivity and comparison tables -------------------------------------------------------------
 
 
-def test_layer_sensitivity_runs_on_a_quarter_of_the_profile_test_images(tiny_data):
+def test_layer_sensitivity_runs_on_the_profile_scan_fraction_of_the_test_images(tiny_data):
     torch.manual_seed(0)
     model = lenet5()
     train.fit(model, tiny_data, train.TrainConfig(epochs=2, lr=0.05, augment=False), progress=False)
-    quarter = Profile("q", 1, 1, 50, None, 40, {})  # 40 // 4 = 10 test images
-    dense_acc, results = recipes.layer_sensitivity(model, tiny_data, quarter, sparsities=(50, 100))
+    assert len(tiny_data.test_y) == 50
+    fifth = Profile("q", 1, 1, 50, scan_fraction=0.2)  # 10 of the 50 test images
+    dense_acc, results = recipes.layer_sensitivity(model, tiny_data, fifth, sparsities=(50, 100))
     assert dense_acc == train.evaluate(model, tiny_data.subset(None, 10))[1]
     assert list(results) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     assert all(len(accs) == 2 for accs in results.values())

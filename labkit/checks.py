@@ -1,0 +1,19 @@
+"""Argument checks shared by labkit's modules, so every bad count reads the same way:
+``name=value: allowed is ...`` (TypeError for a wrong type, ValueError for a wrong value)."""
+
+from __future__ import annotations
+
+import numbers
+
+
+def check_int(name: str, value, low: int, high: int | None = None, allowed: str | None = None) -> int:
+    """``value`` as an int if it is an integer (not a bool) in ``low..high`` (``high`` None: no upper
+    bound); else TypeError / ValueError naming ``name``, the value and ``allowed`` (by default
+    "an int >= low" or "an int in low..high")."""
+    if allowed is None:
+        allowed = f"an int >= {low}" if high is None else f"an int in {low}..{high}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} ({type(value).__name__}): allowed is {allowed}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name}={value!r}: allowed is {allowed}")
+    return int(value)
