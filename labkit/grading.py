@@ -523,8 +523,9 @@ def make_references(notebook: str | Path, profile: str, force: bool = False, dat
                     references_dir: str | Path | None = None, runs_dir: str | Path | None = None) -> Path:
     """Run ``notebook`` with PROFILE=profile in record mode (the executed copy goes to ``runs_dir``, default
     ``<repo>/runs/references``) and write ``<references_dir>/<notebook>.<profile>.json``; return its path.
-    An existing file is left as is when nothing changed, and replaced only with ``force`` when something did
-    (else ReferenceConflictError)."""
+    Without ``force`` an existing file is kept when every new value passes its old rule (a rerun within
+    tolerance is no change) and ReferenceConflictError is raised when something really changed; with
+    ``force`` the new recording replaces the file whenever it differs at all."""
     from labkit.runner import execute_notebook
 
     path = resolve_notebook(notebook)
@@ -542,10 +543,11 @@ def make_references(notebook: str | Path, profile: str, force: bool = False, dat
                          f"{new['profile']!r}, dataset {new.get('dataset')!r}; its Grader must be "
                          f"Grader({name!r}, profile=PROFILE, dataset=DATASET)")
     if target.is_file():
-        changes = changed_questions(json.loads(target.read_text())["questions"], new["questions"])
-        if not changes:
+        old = json.loads(target.read_text())["questions"]
+        changes = changed_questions(old, new["questions"])
+        if old == new["questions"] or not (changes or force):
             return target
-        if not force:
+        if changes and not force:
             raise ReferenceConflictError(f"{target} exists and these questions changed:\n  "
                                          + "\n  ".join(changes) + "\nrerun with --force to overwrite it")
     write_json_atomic(target, new)

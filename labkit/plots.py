@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 
 def _finish(fig: plt.Figure, axes, title: str) -> plt.Figure:
@@ -26,6 +27,8 @@ def plot_history(histories: dict, title: str = "") -> plt.Figure:
         ax_acc.plot(epochs, [100 * a for a in h.test_acc], marker="s", linestyle="--", label=f"{label} test")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, also for 2 or 3 of them
     return _finish(fig, (ax_loss, ax_acc), title)
 
 

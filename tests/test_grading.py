@@ -282,6 +282,11 @@ def test_make_references_records_refuses_changes_and_forces(tmp_path):
     assert written == refs / "tiny.quick.json"
     assert json.loads(written.read_text())["questions"]["x"]["expected"] == 1.5
     Grader("tiny", references_dir=refs).check("x", 1.505)
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", 1.505)  # within the old rule: no change without force
+    grading.make_references(nb, "quick", **dirs)
+    assert json.loads(written.read_text())["questions"]["x"]["expected"] == 1.5
+    grading.make_references(nb, "quick", force=True, **dirs)  # force records the new value anyway
+    assert json.loads(written.read_text())["questions"]["x"]["expected"] == 1.505
 
 
 def test_resolve_notebook_by_name_and_unknown_names():

@@ -1,0 +1,21 @@
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from labkit import plots  # noqa: E402
+from labkit.train import History  # noqa: E402
+
+
+def test_plot_history_marks_whole_epochs_only():
+    h = History(train_loss=[0.9, 0.5, 0.4], train_acc=[0.6, 0.8, 0.85], test_loss=[1.0, 0.7, 0.6],
+                test_acc=[0.55, 0.75, 0.8])
+    fig = plots.plot_history({"run": h}, title="three epochs")
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert fig.axes[1].lines[1].get_ydata() == pytest.approx([55.0, 75.0, 80.0])  # test accuracy in percent
+    plt.close(fig)
