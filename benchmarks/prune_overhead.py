@@ -19,7 +19,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from step_args import parse_step_args
+from _step_args import parse_step_args
 
 from labkit.measure import time_alternating
 from labkit.models import resnet20

@@ -18,7 +18,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from step_args import parse_step_args
+from _step_args import parse_step_args
 
 from labkit.measure import count_host_syncs, time_alternating
 from labkit.models import resnet20

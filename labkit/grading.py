@@ -544,10 +544,12 @@ def make_references(notebook: str | Path, profile: str, force: bool = False, dat
                          f"Grader({name!r}, profile=PROFILE, dataset=DATASET)")
     if target.is_file():
         old = json.loads(target.read_text())["questions"]
-        changes = changed_questions(old, new["questions"])
-        if old == new["questions"] or not (changes or force):
+        if old == new["questions"]:
             return target
-        if changes and not force:
+        if not force:
+            changes = changed_questions(old, new["questions"])
+            if not changes:
+                return target
             raise ReferenceConflictError(f"{target} exists and these questions changed:\n  "
                                          + "\n  ".join(changes) + "\nrerun with --force to overwrite it")
     write_json_atomic(target, new)

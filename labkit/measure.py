@@ -171,8 +171,7 @@ def latencies(models: Mapping[str, nn.Module], input_size, batch_size: int = 1, 
     every model once, so a change in machine load during the measurement hits all of them alike.
     Returns ``{name: latency dict}``, all on the same random batch (float32, or the first model's
     dtype and device)."""
-    for name, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
-        check_int(name, value, low)
+    check_int("batch_size", batch_size, 1)  # repeats and warmup: time_alternating checks them
     if threads is not None:
         check_int("threads", threads, 1)
     if not isinstance(models, Mapping) or not models:
