@@ -10,9 +10,7 @@ The pretrained registry (``pretrained_path``): ``checkpoints/<arch>-<dataset>.pt
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from labkit import models
+from labkit.atomic import atomic_open
 
 FORMAT = "labkit-checkpoint-1"
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -36,21 +35,13 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, arch: str, dataset: s
     if arch not in models.ARCHITECTURES:
         raise ValueError(f"arch={arch!r}: allowed are {', '.join(models.ARCHITECTURES)}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     num_classes, in_channels = models.constructor_args(model)
     meta = {"arch": arch, "dataset": dataset, "num_classes": num_classes, "in_channels": in_channels,
             "accuracy": accuracy, "recipe": dict(recipe or {}), "torch_version": str(torch.__version__),
             **extra}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary, shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, f)
     return path
 
 

@@ -42,9 +42,7 @@ import heapq
 import itertools
 import json
 import math
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -55,6 +53,7 @@ import torch
 from torch import nn
 
 from labkit import models, prune, quant, train
+from labkit.atomic import atomic_open
 from labkit.checks import check_int
 from labkit.prune import prunable_layers
 
@@ -438,19 +437,6 @@ def _meta_bytes(meta) -> bytes:
         raise TypeError(f"meta={meta!r:.80}: allowed are JSON values ({exc})") from exc
 
 
-def _write_atomic(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is an ordinary, shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_compressed(model: nn.Module, path: str | Path, *, arch: str, bits=None, index_bits=None,
                     meta: Mapping | None = None) -> CompressionReport:
     """Write ``model`` (already pruned and shared) to ONE file at ``path``, atomically (temp + rename),
@@ -500,7 +486,8 @@ def save_compressed(model: nn.Module, path: str | Path, *, arch: str, bits=None,
     blob = MAGIC + struct.pack("<BI", VERSION, length) + head + b"".join(records)
     blob += struct.pack("<I", zlib.crc32(blob))
     path = Path(path)
-    _write_atomic(path, blob)
+    with atomic_open(path, "wb") as f:
+        f.write(blob)
     header = _row("header + crc32", huffman=len(MAGIC) + 5 + len(head) + 4)
     return CompressionReport(path, [*rows, rest, header])
 

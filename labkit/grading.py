@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit.atomic import atomic_open
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REFERENCES_DIR = PACKAGE_DIR / "references"
 REFERENCES_ENV = "LABKIT_REFERENCES"
@@ -454,21 +456,12 @@ def format_table(rows: list[dict]) -> str:
 
 def write_json_atomic(path: str | Path, doc: dict) -> None:
     """Write ``doc`` to ``path`` through a temporary file and os.replace; one line per question."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     head = {k: v for k, v in doc.items() if k != "questions"}
     lines = [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
     questions = [f"  {json.dumps(q)}: {json.dumps(e)}" for q, e in doc.get("questions", {}).items()]
     text = "{\n" + "\n".join(lines) + '\n "questions": {\n' + ",\n".join(questions) + "\n }\n}\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; references are shipped data
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def changed_questions(old: dict, new: dict) -> list[str]:
