@@ -1,7 +1,8 @@
 """Lab 3's three target runs in the full profile, without the rest of notebook 03.
 
 The whole notebook in the full profile is 160 fine-tuning epochs (3.5 to 4 hours on 2 CPU cores, by
-the measured epoch times); its targets need three of its eight runs: (c) 4 and 2 bits, (d) 70% pruned + 2 bits. This script makes
+the measured epoch times); its targets need three of its eight runs: (c) 4 and 2 bits, (d) 70% pruned
++ 2 bits. This script makes
 exactly the notebook's calls for those, plus the cheap evaluations of (b) and (e), and writes a JSON.
 
     python scripts/lab3_full_targets.py --dataset fashion-mnist --out runs/lab3_full_targets.json
