@@ -5,7 +5,9 @@ fine-tuning; ResNet-20 on a class-balanced subset of it (3000 training / 1000 te
 (75x fewer multiply-adds per 28x28 image) on all of it (10,000 / 2,000). ``full`` is the handouts' own
 settings (20 fine-tuning epochs, batch 256, 10 iterative pruning epochs) on the handouts' data sets
 (CIFAR-10 for ResNet-20, MNIST for LeNet-5); a ``DATASET`` override (e.g. ``fashion-mnist``, which works
-offline) applies to either.
+offline) applies to either. ``tiny`` is a smoke test for the kit's own tests and for an instructor's dry
+run of grading: the quick data and checkpoints cut to a few hundred images and one epoch per step, seconds
+per notebook; no references are recorded for it, so only the property checks grade it.
 """
 
 from __future__ import annotations
@@ -37,12 +39,16 @@ QUICK = Profile("quick", finetune_epochs=3, prune_epochs=3, batch_size=128,
 FULL = Profile("full", finetune_epochs=20, prune_epochs=10, batch_size=256,
                datasets={"resnet20": "cifar10", "lenet5": "mnist"})
 
+TINY = Profile("tiny", finetune_epochs=1, prune_epochs=1, batch_size=64,
+               datasets={"resnet20": "fashion-mnist-mini", "lenet5": "fashion-mnist-mini"},
+               subsets={"resnet20": (320, 200), "lenet5": (1000, 500)}, scan_fraction=0.5)
+
 
 def get_profile(name: str) -> Profile:
     """The profile called ``name`` (one of ``labkit.runner.PROFILES``)."""
     if name not in PROFILES:
         raise ValueError(f"PROFILE={name!r}: allowed are {', '.join(PROFILES)}")
-    return QUICK if name == "quick" else FULL
+    return {"quick": QUICK, "full": FULL, "tiny": TINY}[name]
 
 
 def dataset_name(profile: Profile, arch: str, dataset: str | None = None) -> str:

@@ -6,7 +6,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "tiny")
 
 
 class NotebookFailed(RuntimeError):

@@ -31,8 +31,8 @@ def test_pass_scores_the_points_from_the_reference(tmp_path, monkeypatch, capsys
     g = Grader("nb", references_dir=refs)
     g.check("q1", np.array([1.0, 2.0]) + 1e-10)
     rows = g.summary()
-    assert rows == [{"question": "q1", "points": 2, "max": 2, "status": "pass"},
-                    {"question": "q2", "points": 0, "max": 1, "status": "not run"}]
+    assert rows == [{"question": "q1", "points": 2, "max": 2, "status": "pass", "basis": "reference"},
+                    {"question": "q2", "points": 0, "max": 1, "status": "not run", "basis": ""}]
     assert "total: 2 / 3" in capsys.readouterr().out
 
 
@@ -47,7 +47,8 @@ def test_failure_raises_a_readable_diff(tmp_path, monkeypatch):
     for part in ["'b.W'", "2 of 3 elements differ", "atol=1e-09", "worst at index (1,)",
                  "expected 2.0, got 2.5", "expected [1.0, 2.0, 3.0]", "got      [1.0, 2.5, 3.1]"]:
         assert part in message, (part, message)
-    assert g.summary()[0] == {"question": "b.W", "points": 0, "max": 2, "status": "FAIL"}
+    assert g.summary()[0] == {"question": "b.W", "points": 0, "max": 2, "status": "FAIL",
+                              "basis": "reference"}
 
 
 @pytest.mark.parametrize("expected, got, words", [
@@ -302,3 +303,80 @@ def test_shipped_lab1_references_exist_for_both_profiles():
         X, y = sparse.hw_data()
         g.check("c.W", sparse.projected_gd(X, y).W[-1])
         g.check_function("e.soft_threshold", sparse.soft_threshold)
+
+
+def test_without_a_recorded_reference_properties_decide_and_data_independent_checks_use_the_catalog(
+        tmp_path, monkeypatch, capsys):
+    from labkit import properties as P
+
+    refs = record(tmp_path, monkeypatch, lambda g: (
+        g.check("dense", 0.9, points=1, atol=0.01, expect=P.between(0.5, 1)),
+        g.check("pruned", {"30": 0.88, "70": 0.5}, points=2, atol=0.02,
+                expect=P.all_of(P.ordered("decreasing", slack=0.02), P.at_most("dense", margin=0.01))),
+        g.check("verdict", True, points=2, data_independent=True),
+        g.check("free", 3.0)))
+    g = Grader("nb", profile="tiny", references_dir=refs)
+    assert "judged by their properties" in capsys.readouterr().out
+    g.check("dense", 0.6)  # far from the recorded 0.9, but the property holds: passes
+    with pytest.raises(GradingError, match="does not match its property"):
+        g.check("pruned", {"30": 0.5, "70": 0.58})  # out of order
+    with pytest.raises(GradingError, match="does not match its reference"):
+        g.check("verdict", False)
+    g.check("free", 1.0)
+    rows = {r["question"]: r for r in g.summary()}
+    assert [rows[q]["status"] for q in ("dense", "pruned", "verdict", "free")] == [
+        "pass", "FAIL", "FAIL", "ungraded"]
+    assert rows["dense"]["basis"] == "property" and rows["verdict"]["basis"] == "reference"
+    assert "UNGRADED: 1 more points in 1 checks (free)" in capsys.readouterr().out
+    # where a reference is recorded for the profile, it decides, not the property
+    with pytest.raises(GradingError, match="does not match its reference"):
+        Grader("nb", references_dir=refs).check("dense", 0.6)
+
+
+def test_hidden_cases_are_recorded_with_a_seed_and_scored_without_showing_them(tmp_path, monkeypatch):
+    def project(w, k):
+        keep = np.argsort(-np.abs(w), kind="stable")[:k]
+        return np.where(np.isin(np.arange(len(w)), keep), w, 0.0)
+
+    public = [(np.array([0.5, -2.0, 0.0, 1.0]), 2)]
+    monkeypatch.setenv(grading.HIDDEN_SEED_ENV, "7")
+    refs = record(tmp_path, monkeypatch, lambda g: g.check_function("topk", project, inputs=public))
+    entry = json.loads((refs / "nb.quick.json").read_text())["questions"]["topk"]
+    (hidden,) = entry["hidden_cases"]
+    w = grading.decode(hidden["args"])[0]
+    assert w.shape == (4,) and w[2] == 0 and not np.allclose(w, public[0][0]) and grading.decode(
+        hidden["args"])[1] == 2
+    lookup = {0: np.array([0.0, -2.0, 0.0, 1.0])}  # returns the stored public output whatever the input
+    outputs = [grading.encode(project(*public[0])), grading.encode(lookup[0])]
+    problems = grading.function_problems(entry, outputs)
+    assert problems == ["hidden cases [1] of 1 differ from the reference implementation's outputs"]
+    assert grading.function_problems(entry, [grading.encode(project(*public[0])),
+                                             grading.encode(project(w, 2))]) == []
+
+
+def test_hidden_cases_redraw_floats_keep_zeros_constants_and_everything_else():
+    rng = np.random.default_rng(0)
+    import torch
+
+    case = ({"w": torch.tensor([[0.0, 1.0], [-2.0, 0.5]]), "c": torch.full((3,), -0.3)}, 4, "sym", [1, 2])
+    (new,) = grading.hidden_cases([case], rng)
+    assert new[1:] == (4, "sym", [1, 2])
+    assert new[0]["w"][0, 0] == 0 and new[0]["w"].dtype == torch.float32
+    assert not torch.equal(new[0]["w"], case[0]["w"])
+    assert torch.equal(new[0]["c"], case[0]["c"])
+
+
+def test_score_submission_uses_the_recorded_reference_or_the_property(tmp_path, monkeypatch):
+    from labkit import properties as P
+
+    refs = record(tmp_path, monkeypatch, lambda g: (
+        g.check("dense", 0.9, atol=0.01, expect=P.between(0.5, 1)),
+        g.check("ft", 0.9, atol=0.01, expect=P.at_least("dense")), g.check("free", 1.0)))
+    catalog = json.loads((refs / "nb.quick.json").read_text())["questions"]
+    answers = [{"question": "dense", "kind": "value", "answer": 0.6},
+               {"question": "ft", "kind": "value", "answer": 0.55}]
+    by_property = {r["question"]: r for r in grading.score_submission(catalog, answers)}
+    assert (by_property["dense"]["passed"], by_property["ft"]["passed"]) == (True, False)
+    assert by_property["free"]["status"] == "ungraded" and by_property["free"]["max_points"] == 0
+    by_reference = {r["question"]: r for r in grading.score_submission(catalog, answers, recorded=catalog)}
+    assert not by_reference["dense"]["passed"] and by_reference["free"]["max_points"] == 1
