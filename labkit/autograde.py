@@ -1,11 +1,15 @@
 """Batch grading of student notebooks (``labkit grade``): isolated runs, time-outs, shards, CSV.
 
-Each submission runs in its own process and its own kernel, in a temporary folder, with every cell
-executed even after an error (a crashing cell costs only the checks that need it) and each cell
-interrupted after ``timeout`` seconds (a hanging cell costs only itself). Its Grader runs in
-submission mode (``LABKIT_SUBMIT``): it only writes down answers. Scoring happens here, against the
-kit's references read before the submission starts, so nothing a submission does to files or to the
-grader changes its score.
+Each submission is first merged into the instructor's notebook: every cell but the solution cells (and
+cells the student added) is the instructor's (:mod:`labkit.cells`). It then runs in its own process and
+kernel, in a temporary folder, with every cell executed even after an error (a crashing cell costs only
+the checks that need it) and each cell interrupted after ``timeout`` seconds (a hanging cell costs only
+itself). Its Grader runs in submission mode (``LABKIT_SUBMIT``): it only writes down answers, including
+its functions' outputs on the instructor's hidden cases. Scoring happens here, against the references
+read before the submission starts, so nothing a submission does to files or to the grader changes its
+score. What grading cannot stop: code in a submission runs in the same kernel as its answers, so it can
+forge the answer lines it writes; it cannot read the hidden cases' expected outputs (its kernel gets a
+copy of the references without expected values), only the public ones that ship with the kit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import shutil
 import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -55,11 +60,12 @@ def in_shard(submission: str, shard: tuple[int, int] | None) -> bool:
     return shard is None or zlib.crc32(submission.encode()) % shard[1] == shard[0] - 1
 
 
-def lab_of(path: Path, lab: str | None = None) -> str:
-    """The lab a submission answers: ``lab`` if given, else the kit notebook whose name its file name
-    contains (``jdoe_02_pruning_resnet20.ipynb`` -> ``02_pruning_resnet20``)."""
-    known = sorted({p.name.split(".")[0] for p in grading.kit_references().glob("*.json")},
-                   key=len, reverse=True)
+def lab_of(path: Path, lab: str | None = None, instructor: Path | None = None) -> str:
+    """The lab a submission answers: ``lab`` if given, else the lab whose name its file name contains
+    (``jdoe_02_pruning_resnet20.ipynb`` -> ``02_pruning_resnet20``); labs are those with references in
+    ``instructor``'s folder (default: the kit's)."""
+    refs = references_dir(instructor)
+    known = sorted({p.name.split(".")[0] for p in refs.glob("*.quick.json")}, key=len, reverse=True)
     if lab is not None:
         if lab not in known:
             raise ValueError(f"--lab {lab!r}: allowed are {', '.join(sorted(known))}")
@@ -71,59 +77,166 @@ def lab_of(path: Path, lab: str | None = None) -> str:
                      f"{', '.join(sorted(known))}; rename it or pass --lab")
 
 
-def load_reference(lab: str, profile: str = "quick") -> dict:
-    """The kit's reference document for a lab (read once, before any submission runs)."""
-    return json.loads((grading.kit_references() / grading.reference_name(lab, profile, None)).read_text())
+def references_dir(instructor: Path | None) -> Path:
+    """``<instructor>/references`` (``labkit release``'s instructor folder), or the kit's references."""
+    return Path(instructor) / "references" if instructor else grading.kit_references()
 
 
-def grade_one(path: str | Path, lab: str, profile: str = "quick", timeout: float = 600.0,
-              name: str | None = None, reference: dict | None = None) -> list[dict]:
-    """Run one submission in an isolated kernel and score it: one row per reference question.
-    The kernel gets its own copy of ``reference`` (default: the kit's), so a submission that
-    rewrites reference files changes neither its score nor any other submission's."""
+@dataclass(frozen=True)
+class Material:
+    """What grading one lab needs from the instructor, read once before any submission runs: the source
+    notebook (cells put back into every submission) and its reference documents by file name."""
+
+    lab: str
+    notebook: object
+    references: dict
+
+    def catalog(self) -> dict:
+        return self.references[grading.reference_name(self.lab, "quick", None)]["questions"]
+
+    def recorded(self, profile: str, dataset: str | None) -> dict | None:
+        doc = self.references.get(grading.reference_name(self.lab, profile, dataset))
+        return None if doc is None else doc["questions"]
+
+
+def load_material(lab: str, instructor: Path | None = None) -> Material:
+    """The lab's source notebook and references from ``instructor``'s folder (default: the kit's
+    notebooks and public references, which hold no hidden cases). Code cells without an id get the one
+    :func:`labkit.cells.tag` gives them, as ``labkit release`` does."""
+    import nbformat
+
+    from labkit import cells
+
+    source = (Path(instructor) / f"{lab}.ipynb") if instructor else grading.resolve_notebook(lab)
+    refs = references_dir(instructor)
+    docs = {p.name: json.loads(p.read_text()) for p in refs.glob(f"{lab}.*.json")}
+    catalog = grading.reference_name(lab, "quick", None)
+    if catalog not in docs:
+        raise FileNotFoundError(f"no reference catalog {catalog} in {refs}")
+    nb = nbformat.read(source, as_version=4)
+    cells.tag(nb, {q: e["points"] for q, e in docs[catalog]["questions"].items()})
+    return Material(lab, nb, docs)
+
+
+def kernel_copy(doc: dict) -> dict:
+    """A reference document as a submission's kernel may see it: questions, points and case inputs,
+    without any expected value (hidden cases keep only their inputs)."""
+    def strip(entry):
+        entry = {k: v for k, v in entry.items() if k != "expected"}
+        for key in ("cases", "hidden_cases"):
+            if key in entry:
+                entry[key] = [{k: v for k, v in c.items() if k != "expected"} for c in entry[key]]
+        return entry
+
+    return {**doc, "questions": {q: strip(e) for q, e in doc["questions"].items()}}
+
+
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` concurrent submissions: this machine's cores shared out, so
+    N jobs on N cores do not oversubscribe them (two 2-thread jobs on 2 cores run ~10x slower)."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, jobs))
+
+
+def grade_one(path: str | Path, material: Material, profile: str = "quick", timeout: float = 600.0,
+              name: str | None = None, threads: int | None = None) -> list[dict]:
+    """Grade one submission: put the instructor's cells back (:func:`labkit.cells.restore`), run it in an
+    isolated kernel in a temporary folder with ``threads`` torch threads, and score its answers here
+    against ``material``: one row per catalog question, and a first row (question ``(notebook)``, 0
+    points) whose message says what was put back or could not be matched. The kernel sees only a
+    stripped copy of the references (:func:`kernel_copy`), so it cannot read expected outputs, and
+    rewriting any file changes neither its score nor any other submission's."""
+    import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
     from papermill.iorw import load_notebook_node  # papermill's reader adds the metadata it needs
     from papermill.parameterize import parameterize_notebook
 
-    reference = reference or load_reference(lab, profile)
+    from labkit import cells
+
     name = name or str(path)
-    with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
-        answers, refs = Path(tmp) / "answers.jsonl", Path(tmp) / "references"
-        grading.write_json_atomic(refs / grading.reference_name(lab, profile, None), reference)
-        nb = parameterize_notebook(load_notebook_node(str(path)), {"PROFILE": profile, "DATASET": None})
-        client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                                kernel_name="python3", resources={"metadata": {"path": tmp}})
-        note = ""
-        try:
-            client.execute(env={**os.environ, grading.SUBMIT_ENV: str(answers),
-                                grading.REFERENCES_ENV: str(refs)})
-        except DeadKernelError as exc:  # e.g. os._exit in a cell: grade what was answered before
-            note = f"the kernel died ({exc}); "
-        lines = answers.read_text().splitlines() if answers.is_file() else []
+    threads = threads or threads_per_job(1)
+    try:
+        submission = nbformat.read(path, as_version=4)
+    except Exception as exc:  # not JSON, not a notebook: graded as no answers at all
+        submission, notes = None, [f"not a readable notebook ({type(exc).__name__}: {str(exc)[:80]})"]
+    if submission is not None:
+        graded, notes = cells.restore(material.notebook, submission)
     records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line the submission mangled counts as no answer
-    rows = grading.score_submission(reference["questions"], records)
-    return [{"submission": name, "question": r["question"], "points": r["points"],
-             "max_points": r["max_points"], "message": (note + r["message"]) if not r["passed"] else ""}
-            for r in rows]
+    if submission is not None:
+        with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
+            answers, refs = Path(tmp) / "answers.jsonl", Path(tmp) / "references"
+            for file_name, doc in material.references.items():
+                grading.write_json_atomic(refs / file_name, kernel_copy(doc))
+            merged = Path(tmp) / "graded.ipynb"
+            nbformat.write(graded, merged)
+            nb = parameterize_notebook(load_notebook_node(str(merged)), {"PROFILE": profile, "DATASET": None})
+            collect = _AnswerCollector(answers)
+            client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+                                    kernel_name="python3", resources={"metadata": {"path": tmp}},
+                                    on_cell_executed=collect)
+            env = {**os.environ, grading.SUBMIT_ENV: str(answers), grading.REFERENCES_ENV: str(refs),
+                   **{v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+            env.pop(grading.RECORD_ENV, None)
+            env.pop(grading.HIDDEN_SEED_ENV, None)
+            try:
+                client.execute(env=env)
+            except DeadKernelError as exc:  # e.g. os._exit in a cell: grade what was answered before
+                notes.append(f"the kernel died ({exc})")
+            records = collect.records
+            if collect.foreign:
+                notes.append(f"answers written outside their check cells were ignored: "
+                             f"{', '.join(sorted(set(collect.foreign)))}")
+    rows = grading.score_submission(material.catalog(), records, material.recorded(profile, None))
+    head = {"submission": name, "question": NOTES, "points": 0, "max_points": 0, "message": "; ".join(notes)}
+    return [head] + [{"submission": name, "question": r["question"], "points": r["points"],
+                      "max_points": r["max_points"], "message": r["message"]} for r in rows]
+
+
+NOTES = "(notebook)"
+
+
+class _AnswerCollector:
+    """nbclient's ``on_cell_executed`` hook: after each cell, the answer lines it appended, kept only if
+    the cell is the instructor's check cell that names their question (a cell the student added cannot
+    answer for a check cell)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.records, self.foreign = path, 0, [], []
+
+    def __call__(self, cell, **_):
+        from labkit import cells
+
+        if not self.path.is_file():
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        check_cell = cells.grade_id(cell) and not cells.is_solution(cell)
+        allowed = set(cells.questions_in(cell.source)) if check_cell else set()
+        for line in chunk.decode(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line the submission mangled counts as no answer
+            if isinstance(record, dict) and record.get("question") in allowed:
+                self.records.append(record)
+            elif isinstance(record, dict):
+                self.foreign.append(str(record.get("question"))[:40])
 
 
 def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "quick", jobs: int = 1,
-          timeout: float = 600.0, shard: tuple[int, int] | None = None, root: Path | None = None
-          ) -> list[dict]:
-    """Grade the submissions of this shard, ``jobs`` at a time, each in its own process; rows are
-    ordered by submission name, then by the reference's question order."""
+          timeout: float = 600.0, shard: tuple[int, int] | None = None, root: Path | None = None,
+          instructor: Path | None = None) -> list[dict]:
+    """Grade the submissions of this shard, ``jobs`` at a time, each in its own process with its share of
+    the cores; rows are ordered by submission name, then by the catalog's question order."""
     root = root or Path.cwd()
     named = [(p, _name(p, root)) for p in submissions]
-    chosen = [(p, n, lab_of(p, lab)) for p, n in named if in_shard(n, shard)]
-    references = {lab_name: load_reference(lab_name, profile) for _, _, lab_name in chosen}
+    chosen = [(p, n, lab_of(p, lab, instructor)) for p, n in named if in_shard(n, shard)]
+    material = {lab_name: load_material(lab_name, instructor) for _, _, lab_name in chosen}
+    threads = threads_per_job(jobs)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(grade_one, p, lab_name, profile, timeout, n, references[lab_name])
+        futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads)
                    for p, n, lab_name in chosen]
         results = [f.result() for f in futures]
     return sorted((row for rows in results for row in rows), key=lambda r: r["submission"])

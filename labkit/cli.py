@@ -103,8 +103,11 @@ def _grade(args) -> int:
     else:
         shard = autograde.parse_shard(args.shard) if args.shard else None
         submissions = autograde.find_submissions(args.submissions)
+        if args.instructor is None:
+            print("labkit grade: NOTE: no --instructor folder: grading with the kit's public references, "
+                  "without hidden cases (`labkit release` writes the instructor folder)", file=sys.stderr)
         rows = autograde.grade(submissions, lab=args.lab, profile=args.profile, jobs=args.jobs,
-                               timeout=args.timeout, shard=shard)
+                               timeout=args.timeout, shard=shard, instructor=args.instructor)
     if args.csv:
         autograde.write_csv(rows, args.csv)
     print(autograde.summary(rows))
@@ -118,14 +121,16 @@ def _release(args) -> int:
 
     failed = False
     for source in find_notebooks(args.sources):
-        out, blanked = release.release_notebook(source, args.out)
-        print(f"released {out} (blanked: {', '.join(blanked) or 'code outside functions'})")
+        r = release.release_notebook(source, args.out, timeout=args.timeout)
+        print(f"released {r.student} (blanked: {', '.join(r.blanked) or 'code outside functions'}); "
+              f"instructor folder {r.instructor}")
         if args.no_validate:
             continue
-        v = release.validate(source, out, blanked, timeout=args.timeout)
-        print(f"  solution fails {v.solution_failures or 'nothing'}; student fails "
-              f"{v.student_failures or 'nothing'} (its function checks among them must be exactly "
-              f"{v.expected_student_failures}): " + ("OK" if v.ok else "INVALID"))
+        v = release.validate(r, profile=args.profile, timeout=args.timeout)
+        print(f"  solution fails {v.solution_failures or 'nothing'}; blank student version scores "
+              f"{v.student_points:g}/{v.max_points:g} (at most {100 * release.BLANK_SHARE:g}% allowed) and "
+              f"fails {v.student_failures or 'nothing'} (must include {v.expected_student_failures}): "
+              + ("OK" if v.ok else "INVALID"))
         failed |= not v.ok
     return 1 if failed else 0
 
@@ -162,13 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", help="I/N: grade only this deterministic share of the submissions")
     p.add_argument("--csv", type=Path, help="write rows (submission, question, points, max_points, message)")
     p.add_argument("--merge", action="store_true", help="combine shard CSVs instead of grading")
+    p.add_argument("--instructor", type=Path,
+                   help="instructor folder from `labkit release` (source notebooks, references with hidden "
+                        "cases); default: the kit's notebooks and public references")
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("release", help="student versions: solutions blanked, outputs stripped, validated")
     p.add_argument("sources", nargs="+", help="solution notebooks (names or paths)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--timeout", type=float, default=600.0)
-    p.add_argument("--no-validate", action="store_true", help="skip running both versions")
+    p.add_argument("--profile", choices=PROFILES, default="quick", help="profile the validation grades with")
+    p.add_argument("--no-validate", action="store_true", help="skip grading both versions")
     p.set_defaults(func=_release)
 
     p = sub.add_parser("references", help="regenerate notebooks' grading references from the solution run")

@@ -1,94 +1,141 @@
-"""Student versions of the lab notebooks (``labkit release``), with nbgrader's markers and output.
+"""Releasing a lab (``labkit release``): a student folder and an instructor folder, as otter-grader's
+``dist/student`` and ``dist/autograder``.
 
-Code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes ``# YOUR CODE HERE`` and
-``raise NotImplementedError()`` at the same indentation, outputs are stripped. ``validate`` then
-checks the release the way nbgrader's ``validate`` / ``validate --invert`` do: the solution notebook
-passes every check, and the student notebook fails exactly the function checks of the functions it
-blanked (and passes the other function checks).
+``<out>/student/<lab>.ipynb`` is the notebook students get: every solution region is nbgrader's
+``# YOUR CODE HERE`` / ``raise NotImplementedError()``, outputs are stripped, cells keep their nbgrader
+metadata (so their cells can be matched at grading). ``<out>/instructor/`` holds the source notebook and
+its references with hidden cases added to every function check: inputs drawn with a fresh seed from the
+public ones, expected outputs from the solution's own functions. Those exist nowhere else, so a function
+that returns the public cases' stored outputs passes the notebook's own check and fails grading.
+``validate`` grades the solution and the student version with the instructor folder: the solution must
+score full marks, the blank student version at most ``BLANK_SHARE`` of the points, failing every
+function check of the functions it blanked.
 """
 
 from __future__ import annotations
 
-import ast
-import re
+import json
+import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from labkit import autograde
+from labkit import autograde, cells, grading
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-_REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n.*?^[ \t]*{re.escape(END)}[^\n]*$",
-                     re.MULTILINE | re.DOTALL)
+BLANK_SHARE = 0.10  # the most a blank student version may score: only questions that need no student code
 
 
-def blank_solutions(source: str) -> tuple[str, list[str]]:
-    """The cell source with every solution region replaced, and the names of the functions whose
-    bodies held one. An unmatched marker is an error (it would leak or lose code)."""
-    names = []
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        tree = None
-    for m in _REGION.finditer(source):
-        line = source.count("\n", 0, m.start()) + 1
-        names += [node.name for node in ast.walk(tree or ast.Module(body=[], type_ignores=[]))
-                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.lineno <= line <= node.end_lineno]
-    student = _REGION.sub(lambda m: f"{m[1]}# YOUR CODE HERE\n{m[1]}raise NotImplementedError()", source)
-    if BEGIN in student or END in student:
-        raise ValueError(f"unmatched {BEGIN!r} / {END!r} marker in cell:\n{source[:200]}")
-    return student, sorted(set(names))
-
-
-def release_notebook(source: str | Path, out_dir: str | Path) -> tuple[Path, list[str]]:
-    """Write the student version of ``source`` into ``out_dir``; return its path and the blanked
-    function names. A notebook without solution regions is refused (nothing for students to do)."""
-    nb = nbformat.read(source, as_version=4)
+def student_version(nb) -> tuple[object, list[str]]:
+    """A copy of ``nb`` with solutions blanked and outputs stripped, and the blanked function names. A
+    notebook without solution regions is refused (nothing for students to do)."""
+    nb = nbformat.reads(nbformat.writes(nb), as_version=4)
     blanked = []
     for cell in nb.cells:
         if cell.cell_type == "code":
-            cell.source, names = blank_solutions(cell.source)
+            cell.source, names = cells.blank_solutions(cell.source)
             blanked += names
-            cell.outputs, cell.execution_count = [], None
-            cell.metadata.pop("papermill", None)
-            cell.metadata.pop("execution", None)
+            _strip(cell)
     if not any("# YOUR CODE HERE" in c.source for c in nb.cells if c.cell_type == "code"):
-        raise ValueError(f"{source} has no {BEGIN} / {END} region: nothing to release")
-    out = Path(out_dir) / Path(source).name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, out)
-    return out, sorted(set(blanked))
+        raise ValueError(f"no {cells.BEGIN} / {cells.END} region: nothing to release")
+    return nb, sorted(set(blanked))
+
+
+def _strip(cell) -> None:
+    cell.outputs, cell.execution_count = [], None
+    cell.metadata.pop("papermill", None)
+    cell.metadata.pop("execution", None)
+
+
+@dataclass
+class Release:
+    """Where ``release_notebook`` wrote a lab."""
+
+    lab: str
+    student: Path  # the student notebook
+    instructor: Path  # the instructor folder (source notebook, references with hidden cases)
+    blanked: list[str]
+
+
+def release_notebook(source: str | Path, out_dir: str | Path, *, seed: int | None = None,
+                     timeout: float = 600.0) -> Release:
+    """Write ``<out_dir>/student/<lab>.ipynb`` and ``<out_dir>/instructor/`` for ``source`` (a kit
+    notebook with references). Hidden cases come from running the source notebook once in record mode
+    with the ``tiny`` profile (function checks do not depend on the data) and ``seed`` (default: fresh)."""
+    source, out_dir = Path(source), Path(out_dir)
+    lab = autograde.lab_of(source)
+    material = autograde.load_material(lab)
+    nb = nbformat.read(source, as_version=4)
+    cells.tag(nb, {q: e["points"] for q, e in material.catalog().items()})
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            _strip(cell)
+    student, blanked = student_version(nb)
+    hidden = _hidden_cases(nb, lab, secrets.randbelow(2**31) if seed is None else seed, timeout)
+    instructor = out_dir / "instructor"
+    for name, doc in material.references.items():
+        questions = {q: {**e, **({"hidden_cases": hidden[q]} if q in hidden else {})}
+                     for q, e in doc["questions"].items()}
+        grading.write_json_atomic(instructor / "references" / name, {**doc, "questions": questions})
+    _write(nb, instructor / f"{lab}.ipynb")
+    student_path = _write(student, out_dir / "student" / f"{lab}.ipynb")
+    return Release(lab, student_path, instructor, blanked)
+
+
+def _write(nb, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".part", delete=False) as f:
+        nbformat.write(nb, f)
+    shutil.move(f.name, path)
+    return path
+
+
+def _hidden_cases(nb, lab: str, seed: int, timeout: float) -> dict[str, list]:
+    """``{question: hidden cases with expected outputs}`` for every function check of ``nb``."""
+    from labkit.runner import execute_notebook
+
+    with tempfile.TemporaryDirectory(prefix="labkit-release-") as tmp:
+        path, record = Path(tmp) / f"{lab}.ipynb", Path(tmp) / "record.json"
+        nbformat.write(nb, path)
+        execute_notebook(path, Path(tmp) / "run.ipynb", {"PROFILE": "tiny", "DATASET": None}, timeout=timeout,
+                         env={grading.RECORD_ENV: str(record), grading.HIDDEN_SEED_ENV: str(seed)})
+        questions = json.loads(record.read_text())["questions"]
+    return {q: e["hidden_cases"] for q, e in questions.items() if "hidden_cases" in e}
 
 
 @dataclass
 class Validation:
-    """What ``validate`` found for one notebook; ``ok`` when the release behaves as it should."""
+    """What ``validate`` found for one lab; ``ok`` when the release behaves as it should."""
 
-    notebook: str
+    lab: str
     blanked_functions: list[str]
-    function_checks: list[str]  # every function check of the notebook
     expected_student_failures: list[str]  # the function checks of blanked functions
     solution_failures: list[str]  # failed checks of the solution: must be none
-    student_failures: list[str]  # failed checks of the student version (value checks may be among them)
+    student_failures: list[str]  # failed checks of the student version
+    student_points: float
+    max_points: float
 
     @property
     def ok(self) -> bool:
-        failed_functions = sorted(q for q in self.student_failures if q in self.function_checks)
-        return not self.solution_failures and failed_functions == self.expected_student_failures
+        blanks_fail = set(self.expected_student_failures) <= set(self.student_failures)
+        small = self.student_points <= BLANK_SHARE * self.max_points
+        return not self.solution_failures and blanks_fail and small
 
 
-def validate(source: Path, student: Path, blanked: list[str], profile: str = "quick",
-             timeout: float = 600.0) -> Validation:
-    """Grade the solution and the student version as submissions and compare with expectations."""
-    lab = autograde.lab_of(Path(source))
-    reference = autograde.load_reference(lab, profile)
-    functions = {q: e.get("function") for q, e in reference["questions"].items() if e["kind"] == "function"}
+def validate(release: Release, profile: str = "quick", timeout: float = 600.0) -> Validation:
+    """Grade the solution and the student version with the instructor folder and compare with what a
+    release promises (see :class:`Validation`)."""
+    material = autograde.load_material(release.lab, release.instructor)
+    functions = {q: e.get("function") for q, e in material.catalog().items() if e["kind"] == "function"}
 
-    def failures(path):
-        rows = autograde.grade_one(path, lab, profile, timeout, reference=reference)
-        return [r["question"] for r in rows if r["message"]]
+    def grade(path):
+        return autograde.grade_one(path, material, profile, timeout)[1:]
 
-    expected = sorted(q for q, f in functions.items() if f in blanked)
-    return Validation(lab, blanked, sorted(functions), expected, failures(source), failures(student))
+    solution, student = grade(release.instructor / f"{release.lab}.ipynb"), grade(release.student)
+    expected = sorted(q for q, f in functions.items() if f in release.blanked)
+    return Validation(release.lab, release.blanked, expected,
+                      [r["question"] for r in solution if r["message"] and r["max_points"]],
+                      [r["question"] for r in student if r["message"] and r["max_points"]],
+                      sum(r["points"] for r in student), sum(r["max_points"] for r in student))

@@ -1,0 +1,174 @@
+"""Grading measures the student, notebook by notebook, on the instructor's path: ``labkit release`` into a
+student and an instructor folder, then ``labkit grade`` with the instructor folder on
+
+- the solution: full marks, with at least 80% of the points graded on a profile without references
+  (``tiny``: property checks only) for the labs that train a model;
+- the blank student version: at most 10% of the points;
+- a hostile blank: one check cell rewritten to forge every value answer from the public references, the
+  next one deleted, and a cell added that forges answers too: scores what the blank scores;
+- each planted wrong function (``tests/planted/<lab>.py``): loses its own check and the value checks
+  downstream of it;
+- a function that looks up the public cases' stored outputs: passes the notebook's own check, fails
+  grading on the hidden cases.
+
+The fast labs run in their quick profile (recorded references decide), the ones that train models in
+``tiny`` (properties decide).
+"""
+
+import ast
+import copy
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit import autograde, cells, grading, release
+
+PLANTED = Path(__file__).parent / "planted"
+LABS = {"00_concepts": "quick", "01_sparse_linear": "quick", "02_pruning_resnet20": "tiny",
+        "03_quantization_resnet20": "tiny", "04_lenet5_lsq": "tiny", "05_lenet5_pruning": "tiny",
+        "06_deep_compression": "tiny"}
+FORGE = '''import json as _json
+from labkit import grading as _g
+_doc = _json.loads((_g.REFERENCES_DIR / "{lab}.quick.json").read_text())
+for _q, _e in _doc["questions"].items():
+    if _e["kind"] == "value":
+        grader.check(_q, _g.decode(_e["expected"]))
+'''
+LOOKUP = '''import json as _json
+import numpy as _np
+from labkit import grading as _g
+_cases = _json.loads((_g.REFERENCES_DIR / "{lab}.quick.json").read_text())["questions"]["{question}"]["cases"]
+
+
+def _same(a, b):
+    try:
+        return all(_np.array_equal(_np.asarray(x), _np.asarray(y)) for x, y in zip(a, b, strict=True))
+    except (TypeError, ValueError):
+        return False
+
+
+def {name}(*args, **kwargs):
+    """Returns the stored output of the public case with these inputs (the first one's otherwise)."""
+    for case in _cases:
+        if _same(_g.decode(case["args"]), args):
+            return _g.decode(case["expected"])
+    return _g.decode(_cases[0]["expected"])
+'''
+
+
+def planted(lab: str):
+    path = PLANTED / f"{lab}.py"
+    if not path.is_file():
+        return {}, {}, {}
+    spec = importlib.util.spec_from_file_location(f"planted_{lab}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.WRONG, module.DOWNSTREAM, getattr(module, "EXTRA", {})
+
+
+def replace_function(source: str, name: str, code: str) -> str:
+    """``source`` with the top-level ``def name`` replaced by ``code``."""
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+    lines = source.splitlines(keepends=True)
+    start = node.lineno - 1 - len(node.decorator_list)
+    return "".join(lines[:start]) + code.rstrip("\n") + "\n" + "".join(lines[node.end_lineno:])
+
+
+def with_function(nb, name: str, code: str):
+    nb = copy.deepcopy(nb)
+    cell = next(c for c in nb.cells if cells.is_solution(c) and f"def {name}(" in c.source)
+    cell.source = replace_function(cell.source, name, code)
+    return nb
+
+
+def hostile(student, lab: str):
+    """The blank version with its first check cell forging answers, its second deleted, and an added
+    forging cell after the first solution cell."""
+    nb = copy.deepcopy(student)
+    checks = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    nb.cells[checks[0]].source = FORGE.format(lab=lab)
+    del nb.cells[checks[1]]
+    first_solution = next(i for i, c in enumerate(nb.cells) if cells.is_solution(c))
+    nb.cells.insert(first_solution + 1, nbformat.v4.new_code_cell(FORGE.format(lab=lab)))
+    return nb
+
+
+@pytest.fixture(scope="module", params=list(LABS))
+def graded(request, tmp_path_factory):
+    lab, profile = request.param, LABS[request.param]
+    root = tmp_path_factory.mktemp(lab)
+    made = release.release_notebook(grading.resolve_notebook(lab), root / "dist", seed=1)
+    source = nbformat.read(made.instructor / f"{lab}.ipynb", as_version=4)
+    student = nbformat.read(made.student, as_version=4)
+    wrong, downstream, extra = planted(lab)
+    catalog = autograde.load_material(lab, made.instructor).catalog()
+    subs = {"solution": source, "blank": student, "hostile": hostile(student, lab)}
+    for name, code in wrong.items():
+        subs[f"wrong-{name}"] = with_function(source, name, code)
+    for label, (name, code, _) in extra.items():
+        subs[f"extra-{label.replace('/', '-')}"] = with_function(source, name, code)
+    lookups = {e["function"]: q for q, e in catalog.items()
+               if e["kind"] == "function" and f"{e['function']}," in _check_calls(source, q)}
+    for name, question in lookups.items():
+        code = LOOKUP.format(lab=lab, question=question, name=name)
+        subs[f"lookup-{name}"] = with_function(source, name, code)
+    folder = root / "subs"
+    folder.mkdir()
+    for who, nb in subs.items():
+        nbformat.write(nb, folder / f"{who}_{lab}.ipynb")
+    rows = autograde.grade(autograde.find_submissions([folder]), profile=profile, timeout=300, root=folder,
+                           instructor=made.instructor)
+    by_sub = {}
+    for r in rows:
+        by_sub.setdefault(r["submission"].split(f"_{lab}")[0], {})[r["question"]] = r
+    return lab, profile, catalog, by_sub, downstream, extra, lookups
+
+
+def _check_calls(nb, question: str) -> str:
+    """The source of the check cell naming ``question`` (to see whether it calls the function directly)."""
+    return next((c.source for c in nb.cells if question in cells.questions_in(c.source)), "")
+
+
+def score(rows: dict) -> tuple[float, float]:
+    return (sum(r["points"] for q, r in rows.items() if q != autograde.NOTES),
+            sum(r["max_points"] for q, r in rows.items() if q != autograde.NOTES))
+
+
+def test_the_solution_scores_full_marks_and_most_points_are_graded(graded):
+    lab, profile, catalog, subs, *_ = graded
+    points, graded_max = score(subs["solution"])
+    failed = {q: r["message"] for q, r in subs["solution"].items() if r["message"] and r["max_points"]}
+    assert not failed, failed
+    assert points == graded_max
+    assert graded_max >= 0.8 * sum(e["points"] for e in catalog.values()), (profile, graded_max)
+
+
+def test_the_blank_student_version_scores_at_most_ten_percent(graded):
+    _, _, catalog, subs, *_ = graded
+    points, _ = score(subs["blank"])
+    assert points <= release.BLANK_SHARE * sum(e["points"] for e in catalog.values())
+
+
+def test_edited_deleted_and_added_check_cells_gain_nothing(graded):
+    _, _, _, subs, *_ = graded
+    assert score(subs["hostile"]) == score(subs["blank"])
+    notes = subs["hostile"][autograde.NOTES]["message"]
+    assert "(edited)" in notes and "(deleted)" in notes and "outside their check cells were ignored" in notes
+
+
+def test_each_planted_wrong_function_loses_its_check_and_what_depends_on_it(graded):
+    _, _, _, subs, downstream, extra, _ = graded
+    cases = {f"wrong-{name}": qs for name, qs in downstream.items()}
+    cases |= {f"extra-{label.replace('/', '-')}": qs for label, (_, _, qs) in extra.items()}
+    for who, questions in cases.items():
+        lost = {q for q, r in subs[who].items() if r["max_points"] and r["points"] < r["max_points"]}
+        assert set(questions) <= lost, (who, sorted(set(questions) - lost))
+
+
+def test_a_function_that_returns_the_stored_public_outputs_fails_grading(graded):
+    _, _, catalog, subs, _, _, lookups = graded
+    for name, question in lookups.items():
+        row = subs[f"lookup-{name}"][question]
+        assert row["points"] == 0 and "hidden cases" in row["message"], (name, row)
