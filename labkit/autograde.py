@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +25,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from labkit import grading
+from labkit.atomic import atomic_open
+from labkit.sandbox import DEFAULT_MEMORY, kernel_manager
 
 CSV_FIELDS = ("submission", "question", "points", "max_points", "message")
 
@@ -138,13 +139,15 @@ def threads_per_job(jobs: int) -> int:
 
 
 def grade_one(path: str | Path, material: Material, profile: str = "quick", timeout: float = 600.0,
-              name: str | None = None, threads: int | None = None) -> list[dict]:
+              name: str | None = None, threads: int | None = None, sandbox: bool = True,
+              memory: int = DEFAULT_MEMORY) -> list[dict]:
     """Grade one submission: put the instructor's cells back (:func:`labkit.cells.restore`), run it in an
     isolated kernel in a temporary folder with ``threads`` torch threads, and score its answers here
     against ``material``: one row per catalog question, and a first row (question ``(notebook)``, 0
-    points) whose message says what was put back or could not be matched. The kernel sees only a
-    stripped copy of the references (:func:`kernel_copy`), so it cannot read expected outputs, and
-    rewriting any file changes neither its score nor any other submission's."""
+    points) whose message says what was put back or could not be matched. With ``sandbox`` the kernel
+    runs in :mod:`labkit.sandbox` (no network, writes only in its folder, ``memory`` bytes at most).
+    The kernel sees only a stripped copy of the references (:func:`kernel_copy`), so it cannot read
+    expected outputs, and rewriting any file changes neither its score nor any other submission's."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
@@ -171,7 +174,8 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
             nbformat.write(graded, merged)
             nb = parameterize_notebook(load_notebook_node(str(merged)), {"PROFILE": profile, "DATASET": None})
             collect = _AnswerCollector(answers)
-            client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+            km = kernel_manager(Path(tmp), sandbox, memory)
+            client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
                                     kernel_name="python3", resources={"metadata": {"path": tmp}},
                                     on_cell_executed=collect)
             env = {**os.environ, grading.SUBMIT_ENV: str(answers), grading.REFERENCES_ENV: str(refs),
@@ -227,7 +231,7 @@ class _AnswerCollector:
 
 def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "quick", jobs: int = 1,
           timeout: float = 600.0, shard: tuple[int, int] | None = None, root: Path | None = None,
-          instructor: Path | None = None) -> list[dict]:
+          instructor: Path | None = None, sandbox: bool = True, memory: int = DEFAULT_MEMORY) -> list[dict]:
     """Grade the submissions of this shard, ``jobs`` at a time, each in its own process with its share of
     the cores; rows are ordered by submission name, then by the catalog's question order."""
     root = root or Path.cwd()
@@ -236,8 +240,8 @@ def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "qu
     material = {lab_name: load_material(lab_name, instructor) for _, _, lab_name in chosen}
     threads = threads_per_job(jobs)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads)
-                   for p, n, lab_name in chosen]
+        futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads, sandbox,
+                               memory) for p, n, lab_name in chosen]
         results = [f.result() for f in futures]
     return sorted((row for rows in results for row in rows), key=lambda r: r["submission"])
 
@@ -251,22 +255,25 @@ def _name(path: Path, root: Path) -> str:
 
 def write_csv(rows: list[dict], out: str | Path) -> None:
     """Write grading rows as CSV (columns ``CSV_FIELDS``) atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(out, "w") as f:
         writer = csv.DictWriter(f, CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    shutil.move(tmp, out)
 
 
 def read_csv(path: str | Path) -> list[dict]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and set(rows[0]) != set(CSV_FIELDS):
-        raise ValueError(f"{path} is not a labkit grade CSV: columns {list(rows[0])}, expected {CSV_FIELDS}")
-    return [{**r, "points": float(r["points"]), "max_points": float(r["max_points"])} for r in rows]
+    """The rows of a CSV that ``write_csv`` wrote; ValueError for any other file."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames
+        if tuple(columns or ()) != CSV_FIELDS:
+            raise ValueError(f"columns {columns}")
+        return [{**r, "points": float(r["points"]), "max_points": float(r["max_points"])} for r in rows]
+    except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not a labkit grade CSV ({exc}); allowed is a CSV with the columns "
+                         f"{', '.join(CSV_FIELDS)}, as `labkit grade --csv` writes it") from None
 
 
 def merge(paths: list[str | Path]) -> list[dict]:

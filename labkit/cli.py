@@ -37,7 +37,7 @@ def find_notebooks(names: list[str]) -> list[Path]:
         if not path.is_file():
             path = NOTEBOOKS / (name if name.endswith(".ipynb") else f"{name}.ipynb")
         if not path.is_file():
-            raise SystemExit(f"labkit: no notebook {name!r} (looked in . and {NOTEBOOKS})")
+            raise FileNotFoundError(f"no notebook {name!r} (looked in . and {NOTEBOOKS})")
         found.append(path)
     return found
 
@@ -188,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_references)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, LookupError, OSError) as exc:  # a user error: one line, no traceback
+        print(f"labkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import nbformat
 
 from labkit import autograde, cells, grading
+from labkit.atomic import atomic_open
 
 BLANK_SHARE = 0.10  # the most a blank student version may score: only questions that need no student code
 
@@ -85,10 +85,8 @@ def release_notebook(source: str | Path, out_dir: str | Path, *, seed: int | Non
 
 
 def _write(nb, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".part", delete=False) as f:
+    with atomic_open(path, "w") as f:
         nbformat.write(nb, f)
-    shutil.move(f.name, path)
     return path
 
 

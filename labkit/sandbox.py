@@ -1,0 +1,78 @@
+"""The sandbox a submission's kernel runs in during ``labkit grade``: no network, the file system read-only
+but for the submission's own temporary folder, and a memory limit.
+
+bubblewrap (Debian's ``bubblewrap``) does the isolation and util-linux's ``prlimit`` the memory limit:
+no Python library confines a process's file system and network, and a container runtime is more than a
+grading machine should need. The kernel talks to the grader over Unix sockets in the temporary folder
+(jupyter's ``ipc`` transport), since the sandbox has no network, loopback included. The kit and its
+data stay readable; the repository's ``runs/`` and ``checkpoints/cache/`` folders, which notebooks
+write, are the temporary folder's own copies inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+from jupyter_client import KernelManager
+
+from labkit.checkpoints import CHECKPOINT_DIR
+
+REPO = CHECKPOINT_DIR.parent
+DEFAULT_MEMORY = 6 * 2**30  # bytes of address space per kernel: ResNet-20 in the quick profile needs < 3 GiB
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap or prlimit is missing, or cannot create a sandbox on this machine."""
+
+
+def available() -> str | None:
+    """None when the sandbox can run here, else why not."""
+    missing = [tool for tool in ("bwrap", "prlimit") if shutil.which(tool) is None]
+    if missing:
+        return (f"{' and '.join(missing)} not found: install Debian's bubblewrap and util-linux "
+                "(`apt-get install bubblewrap`)")
+    return None
+
+
+def command(folder: Path, memory: int = DEFAULT_MEMORY) -> list[str]:
+    """The prefix that runs a command sandboxed, writable only in ``folder``."""
+    if not isinstance(memory, int) or memory < 2**28:
+        raise ValueError(f"memory={memory!r}: allowed is a whole number of bytes >= 256 MiB")
+    folder = Path(folder).resolve()
+    binds = []
+    for inside in (REPO / "runs", CHECKPOINT_DIR / "cache"):
+        outside = folder / "writable" / inside.relative_to(REPO)
+        outside.mkdir(parents=True, exist_ok=True)
+        inside.mkdir(parents=True, exist_ok=True)  # a mount point must exist
+        binds += ["--bind", str(outside), str(inside)]
+    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--bind", str(folder), str(folder), *binds, "--unshare-net",
+            "--die-with-parent", "--setenv", "HOME", str(folder), "--chdir", str(folder),
+            "prlimit", f"--as={memory}", "--"]
+
+
+class SandboxedKernelManager(KernelManager):
+    """A KernelManager whose kernel runs under :func:`command` and connects over Unix sockets."""
+
+    def __init__(self, folder: Path, memory: int = DEFAULT_MEMORY, **kwargs):
+        super().__init__(transport="ipc", connection_file=str(Path(folder) / "kernel.json"), **kwargs)
+        self.ip = str(Path(folder) / "kernel-ipc")
+        self._prefix = command(folder, memory)
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        return self._prefix + super().format_kernel_cmd(extra_arguments)
+
+
+def kernel_manager(folder: Path, sandbox: bool = True, memory: int = DEFAULT_MEMORY) -> KernelManager | None:
+    """A sandboxed KernelManager for a kernel working in ``folder``; None (nbclient's default kernel) when
+    ``sandbox`` is False. Without bubblewrap it warns, loudly, and returns None: grading goes on
+    unconfined rather than not at all, and says so."""
+    if not sandbox:
+        return None
+    why = available()
+    if why:
+        warnings.warn(f"labkit grade: submissions run WITHOUT a sandbox: {why}", stacklevel=2)
+        return None
+    return SandboxedKernelManager(folder, memory, kernel_name="python3")

@@ -1,0 +1,56 @@
+"""labkit grade's sandbox: a submission that writes outside its folder, opens a socket or allocates past
+the memory limit is stopped there, and the rest of its answers are still graded."""
+
+import copy
+import socket
+import threading
+
+import nbformat
+import pytest
+
+from labkit import autograde, sandbox
+
+pytestmark = pytest.mark.skipif(sandbox.available() is not None, reason="bubblewrap is not installed")
+EVIL = '''import socket
+import numpy as np
+for attempt in (lambda: open({target!r}, "w").write("pwned"),
+                lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2),
+                lambda: np.ones(2 * 10**9)):  # 16 GB, past the 2 GiB limit
+    try:
+        attempt()
+    except Exception as exc:
+        print("stopped:", type(exc).__name__)
+'''
+
+
+def test_a_hostile_cell_is_stopped_and_the_rest_is_graded(tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(1)
+    accepted = []
+
+    def listen():
+        try:
+            accepted.append(server.accept())
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    material = autograde.load_material("01_sparse_linear")
+    nb = copy.deepcopy(material.notebook)
+    target = tmp_path / "outside" / "pwned.txt"
+    target.parent.mkdir()
+    nb.cells.insert(3, nbformat.v4.new_code_cell(EVIL.format(target=str(target),
+                                                             port=server.getsockname()[1])))
+    path = tmp_path / "evil_01_sparse_linear.ipynb"
+    nbformat.write(nb, path)
+    rows = autograde.grade_one(path, material, "quick", timeout=60, memory=2 * 2**30)
+    thread.join()
+    server.close()
+    assert not target.exists() and not accepted
+    assert sum(r["points"] for r in rows) == sum(r["max_points"] for r in rows) == 30
+
+
+def test_the_sandbox_command_refuses_a_silly_memory_limit(tmp_path):
+    with pytest.raises(ValueError, match="memory"):
+        sandbox.command(tmp_path, memory=1000)
