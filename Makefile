@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test full data-full lint bench
+.PHONY: run test full data-full lint bench sandbox
 
 $(BIN)/labkit: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,8 +14,12 @@ $(BIN)/labkit: pyproject.toml
 run: $(BIN)/labkit
 	$(BIN)/labkit run --profile quick
 
-test: $(BIN)/labkit
+test: $(BIN)/labkit sandbox
 	$(BIN)/pytest
+
+# labkit grade confines each submission's kernel with bubblewrap (Debian's package).
+sandbox:
+	command -v bwrap >/dev/null || (apt-get update && apt-get install -y bubblewrap)
 
 lint: $(BIN)/labkit
 	$(BIN)/ruff check labkit tests benchmarks scripts

@@ -107,7 +107,8 @@ def _grade(args) -> int:
             print("labkit grade: NOTE: no --instructor folder: grading with the kit's public references, "
                   "without hidden cases (`labkit release` writes the instructor folder)", file=sys.stderr)
         rows = autograde.grade(submissions, lab=args.lab, profile=args.profile, jobs=args.jobs,
-                               timeout=args.timeout, shard=shard, instructor=args.instructor)
+                               timeout=args.timeout, shard=shard, instructor=args.instructor,
+                               sandbox=not args.no_sandbox, memory=int(args.memory * 2**30))
     if args.csv:
         autograde.write_csv(rows, args.csv)
     print(autograde.summary(rows))
@@ -170,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instructor", type=Path,
                    help="instructor folder from `labkit release` (source notebooks, references with hidden "
                         "cases); default: the kit's notebooks and public references")
+    p.add_argument("--memory", type=float, default=6.0, help="GiB of memory per submission's kernel")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run kernels unconfined (default: bubblewrap: no network, writes only in its folder)")
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("release", help="student versions: solutions blanked, outputs stripped, validated")
