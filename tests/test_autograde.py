@@ -1,11 +1,12 @@
 """labkit grade and labkit release, on the real Lab 1 notebook (it runs in seconds)."""
 
+import copy
 import shutil
 
 import nbformat
 import pytest
 
-from labkit import autograde, cli, grading, release
+from labkit import autograde, cells, cli, grading
 
 LAB1 = grading.REPO_DIR / "notebooks" / "01_sparse_linear.ipynb"
 WRONG_SOFT = '''def soft_threshold(W, threshold):
@@ -18,13 +19,13 @@ ref = g.kit_references() / "01_sparse_linear.quick.json"
 doc = json.loads(ref.read_text())
 doc["questions"]["e.soft_threshold"]["cases"] = []
 ref.write_text(json.dumps(doc))
-g.score_submission = lambda questions, answers: []
+g.score_submission = lambda *args, **kwargs: []
 with open(os.environ[g.SUBMIT_ENV], "a") as f:
     f.write(json.dumps({"question": "e.soft_threshold", "kind": "function", "answer": []}) + "\\n")'''
 
 
 def _submission(path, edit=None):
-    nb = nbformat.read(LAB1, as_version=4)
+    nb = copy.deepcopy(autograde.load_material("01_sparse_linear").notebook)  # with cell ids, as released
     if edit:
         edit(nb.cells)
     nbformat.write(nb, path)
@@ -41,9 +42,8 @@ def _plant_bug_and_tamper(cells):
 
 
 def _crash_and_hang(cells):
-    _cell(cells, 'runs_d = sparse.sweep("l1_gd"').source = 'raise RuntimeError("crash")'
-    hang = _cell(cells, 'runs_e = sparse.sweep("proximal_l1"')
-    hang.source = "import time\ntime.sleep(600)\n" + hang.source
+    _cell(cells, "def trimmed_soft_threshold").source = 'raise RuntimeError("crash")'  # a solution cell
+    cells.insert(3, nbformat.v4.new_code_cell("import time\ntime.sleep(600)"))  # a cell the student added
 
 
 @pytest.fixture(scope="module")
@@ -75,19 +75,24 @@ def test_a_correct_submission_gets_full_marks(graded):
     _, rows, _ = graded
     alice = [r for r in rows if "alice" in r["submission"]]
     assert sum(r["points"] for r in alice) == sum(r["max_points"] for r in alice) == 30
+    assert alice[0]["question"] == autograde.NOTES and not alice[0]["message"]
 
 
 def test_planted_bug_loses_exactly_its_question_and_tampering_gains_nothing(graded):
     _, rows, _ = graded
-    # the student's trimmed step calls their own soft threshold, so it shares the bug
-    assert _failed(rows, "bob") == ["e.soft_threshold", "f.trimmed_soft_threshold"]
+    # the graded (e) runs use the student's soft threshold, and their trimmed step calls it too (the (f)
+    # runs still end right: their penalized entries go to zero either way)
+    assert _failed(rows, "bob") == sorted(["e.soft_threshold", "e.W", "e.zeros", "e.loss",
+                                           "f.trimmed_soft_threshold", autograde.NOTES])
+    notes = next(r["message"] for r in rows if "bob" in r["submission"] and r["question"] == autograde.NOTES)
+    assert "outside their check cells were ignored: e.soft_threshold" in notes
 
 
 def test_crashing_and_hanging_cells_cost_only_what_depends_on_them(graded):
     _, rows, _ = graded
-    assert _failed(rows, "carol") == ["d.W", "d.loss", "e.W", "e.loss"]
-    message = next(r["message"] for r in rows if "carol" in r["submission"] and r["question"] == "d.W")
-    assert "did not run" in message
+    assert _failed(rows, "carol") == ["f.W", "f.loss", "f.trimmed_soft_threshold"]
+    message = next(r["message"] for r in rows if "carol" in r["submission"] and r["question"] == "f.W")
+    assert "NameError" in message or "did not run" in message
 
 
 def test_shards_cover_every_submission_once_and_merge_to_the_unsharded_result(graded, tmp_path):
@@ -107,25 +112,43 @@ def test_shards_cover_every_submission_once_and_merge_to_the_unsharded_result(gr
         autograde.merge([shards[0], shards[0]])
 
 
-def test_release_blanks_solutions_and_validates(graded, tmp_path, capsys):
-    code = cli.main(["release", str(LAB1), "--out", str(tmp_path), "--timeout", "20"])
+def test_release_writes_student_and_instructor_folders_and_validates(graded, tmp_path, capsys):
+    code = cli.main(["release", str(LAB1), "--out", str(tmp_path), "--timeout", "60"])
     out = capsys.readouterr().out
     assert code == 0, out
-    student = nbformat.read(tmp_path / LAB1.name, as_version=4)
+    student = nbformat.read(tmp_path / "student" / LAB1.name, as_version=4)
     text = "\n".join(c.source for c in student.cells)
     assert "BEGIN SOLUTION" not in text and "np.put_along_axis" not in text
-    assert text.count("raise NotImplementedError()") == 3
+    assert text.count("raise NotImplementedError()") == 4
     assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
-    assert "blanked: project_topk, soft_threshold, trimmed_soft_threshold" in out and "OK" in out
+    assert all(cells.grade_id(c) for c in student.cells if c.cell_type == "code")
+    assert "blanked: gradient, project_topk, soft_threshold, trimmed_soft_threshold" in out and "OK" in out
+    public = tmp_path / "student"
+    assert not list(public.rglob("*.json"))  # the student folder holds no references at all
+    hidden = autograde.load_material("01_sparse_linear", tmp_path / "instructor").catalog()
+    assert all(e.get("hidden_cases") for e in hidden.values() if e["kind"] == "function")
+    assert "hidden_cases" not in (grading.REFERENCES_DIR / "01_sparse_linear.quick.json").read_text()
 
 
 def test_blank_solutions_keeps_indentation_and_refuses_unmatched_markers():
     source = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n    ### END SOLUTION\n"
-    student, names = release.blank_solutions(source)
+    student, names = cells.blank_solutions(source)
     assert student == "def f(x):\n    y = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
     assert names == ["f"]
     with pytest.raises(ValueError, match="unmatched"):
-        release.blank_solutions("### BEGIN SOLUTION\nx = 1\n")
+        cells.blank_solutions("### BEGIN SOLUTION\nx = 1\n")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["grade", "/etc/hostname"], "labkit grade: error: submission '/etc/hostname' is neither a notebook"),
+    (["grade", "--merge", "/etc/hostname"], "is not a labkit grade CSV"),
+    (["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "-1"], "train: error: epochs=-1"),
+    (["run", "99_nope"], "labkit run: error: no notebook '99_nope'"),
+])
+def test_user_errors_are_one_line_and_exit_2(argv, words, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_shard_and_lab_arguments():
