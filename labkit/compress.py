@@ -220,17 +220,42 @@ class SharedWeight:
         return SharedWeight(self.codebook.to(device), self.labels.to(device))
 
 
-def kmeans_1d(values: torch.Tensor, k: int, max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_centroid(values: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """k-means' assignment step in 1-D: for each of ``values`` the index (int64) of the nearest of the
+    ascending ``centroids``; a value exactly halfway between two goes to the lower one. Shaped like
+    ``values``."""
+    centroids = torch.as_tensor(centroids, dtype=values.dtype)
+    return torch.bucketize(values, (centroids[1:] + centroids[:-1]) / 2)
+
+
+def _labels_from(assign, v: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """``assign(v, centroids)`` (a student's assignment step) as int64 labels in 0..k-1, shaped like v."""
+    labels = torch.as_tensor(assign(v.clone(), centroids.clone()))
+    if labels.shape != v.shape or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"assign={getattr(assign, '__name__', assign)!r} returned {labels.dtype} of shape "
+                         f"{tuple(labels.shape)}: allowed is one integer cluster index per value, shape "
+                         f"{tuple(v.shape)}")
+    labels = labels.to(torch.int64)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= len(centroids)):
+        raise ValueError(f"assign returned cluster indices in {int(labels.min())}..{int(labels.max())}: "
+                         f"allowed are 0..{len(centroids) - 1}")
+    return labels
+
+
+def kmeans_1d(values: torch.Tensor, k: int, max_iter: int = 100, assign=None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means on a 1-D tensor with k centroids initialised linearly between min and max:
     ``(centroids, labels)``, centroids ascending as float32 (empty clusters dropped, so at most k),
-    labels int64 into them. Computed in float64 on the CPU, so the result is deterministic."""
+    labels int64 into them. Computed in float64 on the CPU, so the result is deterministic.
+    ``assign(values, centroids) -> labels``: the assignment step (None: ``nearest_centroid``;
+    notebook 06 passes the student's); the update step (each centroid to its cluster's mean) is labkit's."""
     k = check_int("k", k, 1)
     v = values.detach().flatten().to("cpu", torch.float64)
     if v.numel() == 0:
         return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
     centroids = torch.linspace(float(v.min()), float(v.max()), k, dtype=torch.float64)
     for _ in range(max_iter):
-        labels = torch.bucketize(v, (centroids[1:] + centroids[:-1]) / 2)  # nearest, ties to the lower
+        labels = nearest_centroid(v, centroids) if assign is None else _labels_from(assign, v, centroids)
         counts = torch.bincount(labels, minlength=k)
         means = torch.bincount(labels, weights=v, minlength=k) / counts.clamp_min(1)
         updated = torch.where(counts > 0, means, centroids)  # 1-D: the order is kept
@@ -241,23 +266,25 @@ def kmeans_1d(values: torch.Tensor, k: int, max_iter: int = 100) -> tuple[torch.
     return centroids[used].float(), (torch.cumsum(used, 0) - 1)[labels]
 
 
-def share_layer(layer: nn.Module, bits: int) -> SharedWeight:
+def share_layer(layer: nn.Module, bits: int, assign=None) -> SharedWeight:
     """Weight sharing of one layer in place: its nonzero weights become the nearest of at most 2^bits
-    k-means centroids (``kmeans_1d``); zeros stay +0.0 and join no cluster."""
+    k-means centroids (``kmeans_1d``, with ``assign`` as its assignment step); zeros stay +0.0 and
+    join no cluster."""
     w = layer.weight.detach()
     _check_finite(w, type(layer).__name__)
     kept = (w != 0).cpu()
-    shared = _labelled(kept, *kmeans_1d(w.cpu()[kept], 2 ** _check_bits(bits, "bits")))
+    shared = _labelled(kept, *kmeans_1d(w.cpu()[kept], 2 ** _check_bits(bits, "bits"), assign=assign))
     with torch.no_grad():
         layer.weight.copy_(shared.weight())
     return shared
 
 
-def share_weights(model: nn.Module, bits=None) -> dict[str, SharedWeight]:
+def share_weights(model: nn.Module, bits=None, assign=None) -> dict[str, SharedWeight]:
     """``share_layer`` on every prunable layer, ``bits`` as in ``layer_bits`` (default: the paper's 8
-    for conv, 5 for FC). Returns {layer name: SharedWeight}."""
+    for conv, 5 for FC), ``assign`` the k-means assignment step (None: ``nearest_centroid``).
+    Returns {layer name: SharedWeight}."""
     per_layer = layer_bits(model, bits)
-    return {name: share_layer(layer, per_layer[name]) for name, layer in prunable_layers(model)}
+    return {name: share_layer(layer, per_layer[name], assign) for name, layer in prunable_layers(model)}
 
 
 def shared_from_weights(model: nn.Module) -> dict[str, SharedWeight]:
@@ -394,10 +421,29 @@ def _huffman_block(symbols: np.ndarray) -> bytes:
     return struct.pack("<H", len(lengths)) + bytes(lengths) + struct.pack("<I", n_bits) + payload
 
 
-def _shared_record(s: SharedWeight, bits: int, index_bits: int) -> tuple[bytes, dict]:
+def _relative_indices_by(index_fn, positions: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``index_fn(positions, index_bits)`` (a student's ``relative_indices``) as checked arrays."""
+    gaps, filler = index_fn(positions.copy(), index_bits)
+    gaps, filler = np.asarray(gaps), np.asarray(filler)
+    if (gaps.ndim != 1 or gaps.shape != filler.shape or gaps.dtype.kind not in "iu" or filler.dtype != bool
+            or int((~filler).sum()) != positions.size):
+        name = getattr(index_fn, "__name__", index_fn)
+        raise ValueError(f"index_fn={name!r} returned gaps {gaps.dtype} {gaps.shape} and filler "
+                         f"{filler.dtype} {filler.shape}: allowed are equally long 1-D int gaps and bool "
+                         f"filler flags with one non-filler per position ({positions.size})")
+    if gaps.size and (gaps.min() < 0 or gaps.max() >= 2**index_bits):
+        raise ValueError(f"index_fn returned gaps in {int(gaps.min())}..{int(gaps.max())}: allowed are "
+                         f"0..{2**index_bits - 1} ({index_bits} bits)")
+    return gaps.astype(np.int64), filler
+
+
+def _shared_record(s: SharedWeight, bits: int, index_bits: int, index_fn=None) -> tuple[bytes, dict]:
     labels = s.labels.flatten().numpy()
     positions = np.flatnonzero(labels >= 0)
-    gaps, filler = relative_indices(positions, index_bits)
+    if index_fn is None:
+        gaps, filler = relative_indices(positions, index_bits)
+    else:
+        gaps, filler = _relative_indices_by(index_fn, positions, index_bits)
     clusters = len(s.codebook)
     codes = np.full(gaps.size, clusters, dtype=np.int64)  # the filler zero: one symbol past the codebook
     codes[~filler] = labels[positions]
@@ -438,7 +484,7 @@ def _meta_bytes(meta) -> bytes:
 
 
 def save_compressed(model: nn.Module, path: str | Path, *, arch: str, bits=None, index_bits=None,
-                    meta: Mapping | None = None) -> CompressionReport:
+                    meta: Mapping | None = None, index_fn=None) -> CompressionReport:
     """Write ``model`` (already pruned and shared) to ONE file at ``path``, atomically (temp + rename),
     in the format of the module docstring, and return its ``CompressionReport``.
 
@@ -446,7 +492,10 @@ def save_compressed(model: nn.Module, path: str | Path, *, arch: str, bits=None,
     makes them); ``load_compressed`` gives back exactly these weights (zeros as +0.0). ``bits`` and
     ``index_bits`` as in ``layer_bits`` (default: the paper's 8 / 5 bits for conv / FC, for both).
     ``arch`` names the architecture (``labkit.models.ARCHITECTURES``) whose state_dict ``model``
-    has; ``meta``: a JSON-able dict stored with it (e.g. the accuracy)."""
+    has; ``meta``: a JSON-able dict stored with it (e.g. the accuracy). ``index_fn(positions,
+    index_bits) -> (gaps, filler)`` encodes the sparse positions (None: ``relative_indices``; notebook
+    06 passes the student's); the reader always decodes with ``absolute_positions``, so a wrong
+    ``index_fn`` writes a file that does not read back as the model."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model={type(model).__name__}: allowed is an nn.Module")
     if arch not in models.ARCHITECTURES:
@@ -472,7 +521,7 @@ def save_compressed(model: nn.Module, path: str | Path, *, arch: str, bits=None,
     for key, tensor in state.items():
         name = key.removesuffix(".weight")
         if key.endswith(".weight") and name in shared:
-            record, row = _shared_record(shared[name], per_bits[name], per_index[name])
+            record, row = _shared_record(shared[name], per_bits[name], per_index[name], index_fn)
             rows.append(_row(name, **row))
         else:
             record = _dense_record(key, tensor)
@@ -645,23 +694,26 @@ def prune_globally(model: nn.Module, data, recipe: Recipe, progress: bool = True
 
 
 def quantize_and_save(model: nn.Module, data, recipe: Recipe, path: str | Path, *, arch: str,
-                      progress: bool = True) -> tuple[CompressionReport, dict[str, float]]:
-    """Stages 2-4 on a pruned ``model``, in place: ``share_weights``, ``finetune_centroids``,
-    ``save_compressed``. Returns the report and the test accuracy after sharing and after training the
+                      progress: bool = True, assign=None, index_fn=None
+                      ) -> tuple[CompressionReport, dict[str, float]]:
+    """Stages 2-4 on a pruned ``model``, in place: ``share_weights`` (k-means assignment step
+    ``assign``), ``finetune_centroids``, ``save_compressed`` (position encoder ``index_fn``); None:
+    labkit's. Returns the report and the test accuracy after sharing and after training the
     centroids (the model written)."""
-    share_weights(model, recipe.bits)
+    share_weights(model, recipe.bits, assign)
     accuracy = {"shared": train.evaluate(model, data)[1]}
     finetune_centroids(model, data, recipe.centroid_config(), progress=progress, desc="centroids")
     accuracy["trained"] = train.evaluate(model, data)[1]
     report = save_compressed(model, path, arch=arch, bits=recipe.bits, index_bits=recipe.index_bits,
-                             meta={"accuracy": accuracy["trained"]})
+                             meta={"accuracy": accuracy["trained"]}, index_fn=index_fn)
     return report, accuracy
 
 
-def tradeoff(model: nn.Module, data, recipes: Mapping[str, Recipe], path: str | Path, *, arch: str
-             ) -> dict[str, tuple[float, float]]:
+def tradeoff(model: nn.Module, data, recipes: Mapping[str, Recipe], path: str | Path, *, arch: str,
+             assign=None, index_fn=None) -> dict[str, tuple[float, float]]:
     """{label: (compression ratio, test accuracy)} of each recipe run on a copy of the dense ``model``;
-    recipes that prune alike share one pruning run. ``path`` is overwritten by each file."""
+    recipes that prune alike share one pruning run. ``path`` is overwritten by each file. ``assign``
+    and ``index_fn`` as in ``quantize_and_save``."""
     pruned, points = {}, {}
     for label, recipe in recipes.items():
         key = (recipe.q_final, recipe.prune_epochs, recipe.finetune_epochs, recipe.lr, recipe.batch_size)
@@ -669,7 +721,7 @@ def tradeoff(model: nn.Module, data, recipes: Mapping[str, Recipe], path: str | 
             pruned[key] = copy.deepcopy(model)
             prune_globally(pruned[key], data, recipe, progress=False)
         report, accuracy = quantize_and_save(copy.deepcopy(pruned[key]), data, recipe, path, arch=arch,
-                                             progress=False)
+                                             progress=False, assign=assign, index_fn=index_fn)
         points[label] = (report.ratio, accuracy["trained"])
     return points
 

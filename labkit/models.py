@@ -6,8 +6,9 @@ Module names follow the handout so per-layer reports read like it: ``head_conv``
 
 ``nbits`` / ``symmetric`` turn the quantizable layers into fake-quantized ones (``labkit.quant``):
 ResNet-20 quantizes its residual blocks and keeps the head conv and the final FC in float (the
-handout's hint); LeNet-5 quantizes every layer. The state_dict keys do not change, so a float
-checkpoint loads into a quantized model as it is.
+handout's hint); LeNet-5 quantizes every layer. ``quantizer`` is the STE forward pass those layers
+use (None: labkit's; Lab 3 passes the student's ``ste_forward``). The state_dict keys do not change,
+so a float checkpoint loads into a quantized model as it is.
 """
 
 from __future__ import annotations
@@ -16,30 +17,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit.quant import QConv2d, QLinear, check_bit
+from labkit.quant import QConv2d, QLinear, check_bit, check_quantizer
 
 ARCHITECTURES = ("resnet20", "lenet5")
 
 
-def _conv(cin: int, cout: int, k: int, stride: int, nbits, symmetric: bool) -> nn.Conv2d:
+def _conv(cin: int, cout: int, k: int, stride: int, nbits, symmetric: bool, quantizer=None) -> nn.Conv2d:
     if nbits is None:
         return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
-    return QConv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False, nbits=nbits, symmetric=symmetric)
+    return QConv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False, nbits=nbits, symmetric=symmetric,
+                   quantizer=quantizer)
 
 
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers plus a shortcut: identity, or a 1x1 projection ``id_mapping``."""
 
-    def __init__(self, cin: int, cout: int, stride: int, nbits=None, symmetric: bool = False):
+    def __init__(self, cin: int, cout: int, stride: int, nbits=None, symmetric: bool = False, quantizer=None):
         super().__init__()
-        self.conv1 = _conv(cin, cout, 3, stride, nbits, symmetric)
+        self.conv1 = _conv(cin, cout, 3, stride, nbits, symmetric, quantizer)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = _conv(cout, cout, 3, 1, nbits, symmetric)
+        self.conv2 = _conv(cout, cout, 3, 1, nbits, symmetric, quantizer)
         self.bn2 = nn.BatchNorm2d(cout)
         self.id_mapping = nn.Identity()
         if stride != 1 or cin != cout:
             self.id_mapping = nn.Sequential(
-                _conv(cin, cout, 1, stride, nbits, symmetric), nn.BatchNorm2d(cout)
+                _conv(cin, cout, 1, stride, nbits, symmetric, quantizer), nn.BatchNorm2d(cout)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,11 +56,12 @@ class ResNetCIFAR(nn.Module):
     float_layers = ("head_conv", "final_fc")  # never quantized (the handout's hint)
 
     def __init__(self, num_layers: int = 20, num_classes: int = 10, in_channels: int = 3,
-                 nbits=None, symmetric: bool = False):
+                 nbits=None, symmetric: bool = False, quantizer=None):
         super().__init__()
         if (num_layers - 2) % 6 != 0 or num_layers < 8:
             raise ValueError(f"num_layers={num_layers}: allowed are 6n+2 with n >= 1 (8, 14, 20, 32, ...)")
         check_bit(nbits)
+        check_quantizer(quantizer)
         n = (num_layers - 2) // 6
         self.nbits, self.symmetric = nbits, symmetric
         self.head_conv = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
@@ -67,7 +70,7 @@ class ResNetCIFAR(nn.Module):
         for stage, width in enumerate((16, 32, 64)):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(cin, width, stride, nbits, symmetric))
+                blocks.append(BasicBlock(cin, width, stride, nbits, symmetric, quantizer))
                 cin = width
         self.body_op = nn.Sequential(*blocks)
         self.final_fc = nn.Linear(64, num_classes)
@@ -89,11 +92,13 @@ class LeNet5(nn.Module):
     at 28x28; at 32x32 an adaptive pool brings it to 5x5).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, nbits=None, symmetric: bool = False):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, nbits=None, symmetric: bool = False,
+                 quantizer=None):
         super().__init__()
         check_bit(nbits)
+        check_quantizer(quantizer)
         self.nbits, self.symmetric = nbits, symmetric
-        q = {} if nbits is None else {"nbits": nbits, "symmetric": symmetric}
+        q = {} if nbits is None else {"nbits": nbits, "symmetric": symmetric, "quantizer": quantizer}
         conv = nn.Conv2d if nbits is None else QConv2d
         linear = nn.Linear if nbits is None else QLinear
         self.conv1 = conv(in_channels, 6, 5, padding=2, **q)
@@ -113,14 +118,16 @@ class LeNet5(nn.Module):
         return self.fc3(x)
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3, nbits=None, symmetric: bool = False) -> ResNetCIFAR:
+def resnet20(num_classes: int = 10, in_channels: int = 3, nbits=None, symmetric: bool = False,
+             quantizer=None) -> ResNetCIFAR:
     """The handout's ResNet-20 (about 0.27M parameters, 20 prunable layers)."""
-    return ResNetCIFAR(20, num_classes, in_channels, nbits, symmetric)
+    return ResNetCIFAR(20, num_classes, in_channels, nbits, symmetric, quantizer)
 
 
-def lenet5(num_classes: int = 10, in_channels: int = 1, nbits=None, symmetric: bool = False) -> LeNet5:
+def lenet5(num_classes: int = 10, in_channels: int = 1, nbits=None, symmetric: bool = False,
+           quantizer=None) -> LeNet5:
     """LeNet-5 (about 62k parameters)."""
-    return LeNet5(num_classes, in_channels, nbits, symmetric)
+    return LeNet5(num_classes, in_channels, nbits, symmetric, quantizer)
 
 
 def constructor_args(model: nn.Module) -> tuple[int, int]:

@@ -4,6 +4,11 @@ The handout's vocabulary: ``q`` is the percentage (0..100) of weights to prune; 
 tensor shaped like a layer's weight (True = kept); masks travel as ``{layer name: mask}`` over the
 *prunable layers*: every Conv2d and Linear except the shortcut projections ``id_mapping``. Only
 weights are pruned; biases and BatchNorm stay dense.
+
+The runs take the handout's functions as arguments, so a student's own versions can drive them (labkit's
+are the defaults): ``prune_layer(layer, q)`` (``prune_by_percentage``), ``prune_net(net, q)``
+(``global_prune_by_percentage``), and the fine-tuning mask step ``make_masks(net) -> masks`` (once)
+with ``keep_masks(net, masks)`` (after every optimizer step; ``masks_from_zeros`` / ``apply_masks``).
 """
 
 from __future__ import annotations
@@ -103,10 +108,33 @@ def global_prune_by_percentage(net: nn.Module, q: float = 70.0) -> dict[str, tor
     return {name: _prune_at(layer, threshold) for name, layer in layers}
 
 
-def _prune(net: nn.Module, q: float, global_: bool) -> dict[str, torch.Tensor]:
+def _prune(net: nn.Module, q: float, global_: bool, prune_layer=None, prune_net=None) -> None:
+    """Prune every prunable layer of ``net`` to q percent: ``prune_net(net, q)`` if ``global_`` (default
+    ``global_prune_by_percentage``), else ``prune_layer(layer, q)`` per layer (default
+    ``prune_by_percentage``). Their return values are not used: the masks are read from the zeros."""
     if global_:
-        return global_prune_by_percentage(net, q)
-    return {name: prune_by_percentage(layer, q) for name, layer in prunable_layers(net)}
+        (prune_net or global_prune_by_percentage)(net, q)
+        return
+    for _, layer in prunable_layers(net):
+        (prune_layer or prune_by_percentage)(layer, q)
+
+
+def pruned_smallest(before: Mapping[str, torch.Tensor], net: nn.Module, global_: bool = False) -> bool:
+    """Did a pruning step remove the smallest weights? ``before``: each prunable layer's weight (or |w|)
+    before the step, by name; ``net``: after it. True iff every weight that is zero now had a magnitude
+    no larger than every weight that is nonzero now, within each layer, or over all layers together
+    with ``global_`` (what one threshold for all layers gives; per-layer thresholds do not)."""
+    pruned_max, kept_min = [], []
+    for layer, old in _masked_layers(net, before):
+        magnitude = old.detach().abs().to(layer.weight.device)
+        kept = layer.weight.detach() != 0
+        pruned_max.append(magnitude[~kept].max() if (~kept).any() else magnitude.new_tensor(-math.inf))
+        kept_min.append(magnitude[kept].min() if kept.any() else magnitude.new_tensor(math.inf))
+    if not pruned_max:
+        return True
+    if global_:
+        return bool(torch.stack(pruned_max).max() <= torch.stack(kept_min).min())
+    return all(bool(p <= k) for p, k in zip(pruned_max, kept_min, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -192,13 +220,45 @@ class KeepMasks(Callback):
                 weight.mul_(mask)
 
 
+class MaskStep(Callback):
+    """The handout's fine-tuning mask step with given functions: ``masks = make_masks(model)`` once,
+    before the first epoch (after ``fit`` has placed the model; skipped when ``masks`` are given), then
+    ``keep_masks(model, masks)`` after every optimizer step, as in the handout's ``finetune_after_prune``.
+    With labkit's ``masks_from_zeros`` / ``apply_masks`` (the defaults) it does what ``KeepMasks`` does
+    for masks read from the zeros."""
+
+    def __init__(self, make_masks=None, keep_masks=None, masks: Mapping[str, torch.Tensor] | None = None):
+        self.make_masks = make_masks or masks_from_zeros
+        self.keep_masks = keep_masks or apply_masks
+        self.masks = masks
+
+    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
+        if self.masks is None:
+            self.masks = self.make_masks(model)
+
+    def after_step(self, model: nn.Module) -> None:
+        if self.masks is None:
+            self.masks = self.make_masks(model)
+        self.keep_masks(model, self.masks)
+
+
+def _mask_callback(make_masks, keep_masks, masks=None) -> Callback:
+    """``KeepMasks`` (labkit's fast mask step) unless a function of the mask step is given."""
+    if make_masks is None and keep_masks is None:
+        return KeepMasks(masks)
+    return MaskStep(make_masks, keep_masks, masks)
+
+
 def finetune_after_prune(net: nn.Module, data, config, masks: Mapping[str, torch.Tensor] | None = None,
-                         **fit_kwargs):
-    """Fine-tune a pruned ``net`` with ``labkit.train.fit`` while its pruned weights stay zero
-    (``KeepMasks``); ``masks`` default to ``masks_from_zeros(net)``. Extra keyword arguments go to
-    ``fit`` (its ``callbacks`` run after ``KeepMasks``). Returns fit's ``History``."""
-    masks = masks_from_zeros(net) if masks is None else masks
-    callbacks = (KeepMasks(masks), *fit_kwargs.pop("callbacks", ()))
+                         *, make_masks=None, keep_masks=None, **fit_kwargs):
+    """Fine-tune a pruned ``net`` with ``labkit.train.fit`` while its pruned weights stay zero and
+    return fit's ``History``. ``masks`` default to ``make_masks(net)`` (default ``masks_from_zeros``),
+    taken once; after every optimizer step ``keep_masks(net, masks)`` (default: labkit's ``KeepMasks``)
+    zeros the pruned weights again. Pass the handout's two pieces to run a student's own mask step.
+    Extra keyword arguments go to ``fit`` (its ``callbacks`` run after the mask step)."""
+    if masks is None and make_masks is None:
+        masks = masks_from_zeros(net)
+    callbacks = (_mask_callback(make_masks, keep_masks, masks), *fit_kwargs.pop("callbacks", ()))
     return fit(net, data, config, callbacks=callbacks, **fit_kwargs)
 
 
@@ -235,12 +295,28 @@ def agp_sparsity(epoch: int, s_final: float, s_initial: float = 0.0, start_epoch
 class _PruneSchedule(Callback):
     """Before each epoch in ``targets`` ({epoch: percent}), prune every prunable layer to that percent
     (``global_``: one threshold over all of them). From the last pruning epoch on, the masks are kept
-    after every step; between earlier steps only if ``keep_between_steps``."""
+    after every step; between earlier steps only if ``keep_between_steps``.
 
-    def __init__(self, targets: dict[int, float], keep_between_steps: bool, global_: bool):
+    The pruning functions (``prune_layer(layer, q)``, or ``prune_net(net, q)`` with ``global_``) and
+    the mask step (``make_masks(net)`` after each kept step, ``keep_masks(net, masks)`` after every
+    optimizer step) default to labkit's; see the module docstring. ``steps`` records each pruning
+    step: epoch, q, the total sparsity after it, and ``by_magnitude`` (``pruned_smallest`` of the
+    step: the smallest weights went, per layer, or over all layers together with ``global_``)."""
+
+    name = "schedule"
+
+    def __init__(self, targets: dict[int, float], keep_between_steps: bool, global_: bool, *,
+                 prune_layer=None, prune_net=None, make_masks=None, keep_masks=None):
+        for arg, fn in (("prune_layer", prune_layer), ("prune_net", prune_net), ("make_masks", make_masks),
+                        ("keep_masks", keep_masks)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{arg}={fn!r}: allowed is None (labkit's) or a function")
         self.targets = targets
         self.keep_between_steps = keep_between_steps
         self.global_ = global_
+        self.prune_layer, self.prune_net = prune_layer, prune_net
+        self.make_masks, self.keep_masks = make_masks, keep_masks
+        self.steps: list[dict] = []
         self._keep = None
 
     @property
@@ -255,9 +331,17 @@ class _PruneSchedule(Callback):
 
     def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
         if epoch in self.targets:
-            masks = _prune(model, self.targets[epoch], self.global_)
+            q = self.targets[epoch]
+            before = {name: layer.weight.detach().clone() for name, layer in prunable_layers(model)}
+            _prune(model, q, self.global_, self.prune_layer, self.prune_net)
+            self.steps.append({"epoch": epoch, "q": q, "sparsity": sparsity_report(model)["total"],
+                               "by_magnitude": pruned_smallest(before, model, self.global_)})
             final = epoch == max(self.targets)
-            self._keep = KeepMasks(masks) if final or self.keep_between_steps else None
+            keep = final or self.keep_between_steps
+            self._keep = None
+            if keep:  # the masks of this step, read from its zeros
+                self._keep = _mask_callback(self.make_masks, self.keep_masks,
+                                            masks_from_zeros(model) if self.make_masks is None else None)
         if self._keep is not None:
             self._keep.on_epoch_start(epoch, model)
 
@@ -271,10 +355,12 @@ class LinearSchedule(_PruneSchedule):
     ``linear_sparsity(e, q_final, prune_epochs)`` percent (7(e+1)% by default). Pruned weights may
     regrow until the final pruning step (epoch prune_epochs - 1); from then on the masks are kept."""
 
-    def __init__(self, q_final: float = 70.0, prune_epochs: int = 10, global_: bool = False):
+    name = "linear"
+
+    def __init__(self, q_final: float = 70.0, prune_epochs: int = 10, global_: bool = False, **functions):
         prune_epochs = check_int("prune_epochs", prune_epochs, 1)
         super().__init__({e: linear_sparsity(e, q_final, prune_epochs) for e in range(prune_epochs)},
-                         keep_between_steps=False, global_=global_)
+                         keep_between_steps=False, global_=global_, **functions)
 
 
 class AGPSchedule(_PruneSchedule):
@@ -283,14 +369,16 @@ class AGPSchedule(_PruneSchedule):
     q). As in the paper the masks are kept between steps, so a pruned weight never comes back and
     each step only adds to the mask."""
 
+    name = "agp"
+
     def __init__(self, s_final: float, s_initial: float = 0.0, start_epoch: int = 0, n_steps: int = 10,
-                 prune_every: int = 1, global_: bool = False):
+                 prune_every: int = 1, global_: bool = False, **functions):
         start_epoch = check_int("start_epoch", start_epoch, 0)
         n_steps = check_int("n_steps", n_steps, 1)
         prune_every = check_int("prune_every", prune_every, 1)
         epochs = [start_epoch + j * prune_every for j in range(n_steps)]
         super().__init__({e: agp_sparsity(e, s_final, s_initial, start_epoch, n_steps, prune_every)
-                          for e in epochs}, keep_between_steps=True, global_=global_)
+                          for e in epochs}, keep_between_steps=True, global_=global_, **functions)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -365,11 +453,16 @@ def mask_step_on_weights(make_masks, keep_masks):
 # Sensitivity scan
 
 
-def sensitivity_scan(net: nn.Module, evaluate_fn, sparsities, layers=None) -> dict[str, list[float]]:
-    """Prune one layer at a time to each of ``sparsities`` (percent) and record
-    ``evaluate_fn(net)`` (e.g. accuracy): {layer name: [value per sparsity]}. ``layers`` defaults to
-    all prunable layers. Each layer's weight is restored after every evaluation (also when
-    ``evaluate_fn`` raises), as is the train/eval mode, so ``net`` is left unchanged."""
+def sensitivity_scan(net: nn.Module, evaluate_fn, sparsities, layers=None, prune_layer=None
+                     ) -> dict[str, list[float]]:
+    """Prune one layer at a time to each of ``sparsities`` (percent) with ``prune_layer(layer, q)``
+    (default ``prune_by_percentage``) and record ``evaluate_fn(net)`` (e.g. accuracy): {layer name:
+    [value per sparsity]}. ``layers`` defaults to all prunable layers. Each layer's weight is restored
+    after every evaluation (also when ``evaluate_fn`` or ``prune_layer`` raises), as is the train/eval
+    mode, so ``net`` is left unchanged."""
+    if prune_layer is not None and not callable(prune_layer):
+        raise TypeError(f"prune_layer={prune_layer!r}: allowed is None (labkit's) or a function")
+    prune_layer = prune_layer or prune_by_percentage
     all_layers = dict(prunable_layers(net))
     names = list(all_layers) if layers is None else list(layers)
     unknown = [name for name in names if name not in all_layers]
@@ -384,7 +477,7 @@ def sensitivity_scan(net: nn.Module, evaluate_fn, sparsities, layers=None) -> di
         results[name] = []
         for q in qs:
             try:
-                prune_by_percentage(layer, q)
+                prune_layer(layer, q)
                 results[name].append(float(evaluate_fn(net)))
             finally:
                 with torch.no_grad():
@@ -531,3 +624,78 @@ def channel_prune(model: nn.Module, ratio: float) -> nn.Module:
         size = "in_channels" if isinstance(consumer, nn.Conv2d) else "in_features"
         setattr(consumer, size, consumer.weight.shape[1])
     return small
+
+
+# ---------------------------------------------------------------------------------------------------
+# Channel pruning by a given choice of channels: notebook 05's runs use its student's
+# ``channels_to_keep``. ``channel_masks`` / ``channel_prune`` above are these with labkit's choice.
+
+
+def _cuts_chosen_by(model: nn.Module, ratio: float, keep_fn) -> list[_ChannelCut]:
+    """``_channel_cuts`` with each producer's kept channels chosen by ``keep_fn(weight, ratio)``, a bool
+    tensor of length C_out (True = kept)."""
+    cuts = []
+    for cut in _channel_cuts(model, ratio):  # checks the ratio and the architecture
+        weight = model.get_submodule(cut.producer).weight.detach()
+        keep = torch.as_tensor(keep_fn(weight.clone(), ratio))
+        if keep.dtype != torch.bool or tuple(keep.shape) != (weight.shape[0],):
+            name = getattr(keep_fn, "__name__", keep_fn)
+            raise ValueError(f"keep_fn={name!r} returned {keep.dtype} of shape "
+                             f"{tuple(keep.shape)} for {cut.producer}: allowed is a bool tensor of shape "
+                             f"({weight.shape[0]},), True for each output channel kept")
+        index = keep.nonzero().flatten().to(cut.keep.device)
+        if not len(index):
+            raise ValueError(f"keep_fn keeps no output channel of {cut.producer}: allowed is at least one")
+        cuts.append(_ChannelCut(cut.producer, cut.norm, cut.consumer, index, cut.block))
+    return cuts
+
+
+def channel_masks_by(model: nn.Module, ratio: float, keep_fn) -> dict[str, torch.Tensor]:
+    """``channel_masks`` with the output channels of each producer conv chosen by
+    ``keep_fn(weight, ratio)`` (a bool tensor of length C_out, e.g. a student's ``channels_to_keep``)."""
+    masks: dict[str, torch.Tensor] = {}
+    for cut in _cuts_chosen_by(model, ratio, keep_fn):
+        producer, consumer = model.get_submodule(cut.producer), model.get_submodule(cut.consumer)
+        rows = torch.zeros_like(producer.weight, dtype=torch.bool)
+        rows[cut.keep] = True
+        cols = torch.zeros_like(consumer.weight, dtype=torch.bool)
+        cols[:, cut.input_index()] = True
+        masks[cut.producer] = masks.get(cut.producer, True) & rows
+        masks[cut.consumer] = masks.get(cut.consumer, True) & cols
+    return masks
+
+
+def channel_prune_by(model: nn.Module, ratio: float, keep_fn) -> nn.Module:
+    """``channel_prune`` (a physically smaller deep copy; ``model`` is unchanged) with the output
+    channels of each producer conv chosen by ``keep_fn(weight, ratio)`` (see ``channel_masks_by``)."""
+    cuts = _cuts_chosen_by(model, ratio, keep_fn)
+    small = copy.deepcopy(model)
+    for cut in cuts:
+        producer = small.get_submodule(cut.producer)
+        for name in ("weight", "bias"):
+            _index_(producer, name, 0, cut.keep)
+        producer.out_channels = len(cut.keep)
+        if cut.norm is not None:
+            norm = small.get_submodule(cut.norm)
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                _index_(norm, name, 0, cut.keep)
+            norm.num_features = len(cut.keep)
+        consumer = small.get_submodule(cut.consumer)
+        _index_(consumer, "weight", 1, cut.input_index())
+        size = "in_channels" if isinstance(consumer, nn.Conv2d) else "in_features"
+        setattr(consumer, size, consumer.weight.shape[1])
+    return small
+
+
+def keeps_largest_channels(weight: torch.Tensor, keep, ratio: float) -> bool:
+    """Whether ``keep`` (bool per output channel of a conv ``weight``) is channel pruning's choice at
+    ``ratio``: exactly max(1, round((1 - ratio) C_out)) channels, none with a smaller L2 norm than a
+    removed one (ties may go either way)."""
+    keep = torch.as_tensor(keep)
+    norms = weight.detach().flatten(1).norm(dim=1)
+    if keep.dtype != torch.bool or keep.shape != norms.shape:
+        return False
+    n_keep = max(1, round((1 - ratio) * len(norms)))
+    if int(keep.sum()) != n_keep:
+        return False
+    return n_keep == len(norms) or bool(norms[keep].min() >= norms[~keep].max())

@@ -4,7 +4,8 @@ Two ways to train a quantized network:
 
 * ``STE`` (Lab 3): linear quantization with dynamic scaling. The scale comes from the weights
   themselves at every step (max - min, or max |w|); the gradient passes straight through.
-  ``QConv2d`` / ``QLinear`` apply it to their weight.
+  ``QConv2d`` / ``QLinear`` apply it to their weight; ``quantizer=`` swaps in another forward pass
+  (Lab 3's student ``ste_forward``), the backward pass stays straight through.
 * LSQ (Esser et al. 2020, "Learned Step Size Quantization"): the step size is a parameter learned
   with the weights. ``LSQQuantizer`` holds it; ``LSQConv2d`` / ``LSQLinear`` use one for the weight
   (and optionally one for the input); ``lsq_quantize_model`` converts a float model.
@@ -67,24 +68,28 @@ def _fake_quant(w: torch.Tensor, bit, symmetric: bool) -> torch.Tensor:
 
 
 class STE(torch.autograd.Function):
-    """Straight-through estimator: ``STE.apply(w, bit, symmetric=False)``.
+    """Straight-through estimator: ``STE.apply(w, bit, symmetric=False, quantizer=None)``.
 
     Forward: ``bit`` None -> ``w``; 0 -> zeros; otherwise linear quantization with dynamic scaling.
     Asymmetric: alpha = max(w) - min(w), beta = min(w), R = round((w - beta)/alpha (2^bit - 1)) /
     (2^bit - 1), w_q = alpha R + beta. Symmetric: R = round(w/max|w| (2^(bit-1) - 1)) / (2^(bit-1) - 1),
     w_q = R max|w|. Zeros of ``w`` (pruned weights) stay exactly zero. A constant tensor maps to
     itself, an all-zero one to zeros; a NaN/Inf in ``w`` makes all of ``w_q`` NaN (module docstring).
-    Backward: the gradient reaches ``w`` unchanged.
+    ``quantizer``: another forward pass ``quantizer(w, bit, symmetric) -> w_q`` to use instead of
+    labkit's (Lab 3's ``ste_forward``, the student's); None: labkit's.
+    Backward: the gradient reaches ``w`` unchanged, whichever forward pass ran.
     """
 
     @staticmethod
-    def forward(ctx, w: torch.Tensor, bit, symmetric: bool = False) -> torch.Tensor:
+    def forward(ctx, w: torch.Tensor, bit, symmetric: bool = False, quantizer=None) -> torch.Tensor:
         check_bit(bit, symmetric)
-        return _fake_quant(w, bit, symmetric)
+        if quantizer is None:
+            return _fake_quant(w, bit, symmetric)
+        return quantizer(w, bit, symmetric)
 
     @staticmethod
     def backward(ctx, grad_output):
-        return grad_output, None, None
+        return grad_output, None, None, None
 
 
 def _check_weights(w, bit, symmetric) -> None:
@@ -125,20 +130,31 @@ def zeros_of(quantizer):
     return zeros
 
 
-class _STEWeight:
-    """Mixin for nn.Conv2d / nn.Linear: forward uses ``quantized_weight()`` (the STE of the weight);
-    parameters and state_dict keys stay those of the plain layer."""
+def check_quantizer(quantizer) -> None:
+    """Raise unless ``quantizer`` is None (labkit's STE forward) or a function ``(w, bit, symmetric)``."""
+    if quantizer is not None and not callable(quantizer):
+        raise TypeError(f"quantizer={quantizer!r}: allowed are None (labkit's STE forward pass) or a "
+                        "function quantizer(w, bit, symmetric) -> w_q")
 
-    def __init__(self, *args, nbits=None, symmetric: bool = False, **kwargs):
+
+class _STEWeight:
+    """Mixin for nn.Conv2d / nn.Linear: forward uses ``quantized_weight()`` (the STE of the weight,
+    whose forward pass is ``quantizer``, default labkit's); parameters and state_dict keys stay those
+    of the plain layer."""
+
+    def __init__(self, *args, nbits=None, symmetric: bool = False, quantizer=None, **kwargs):
         super().__init__(*args, **kwargs)
         check_bit(nbits, symmetric)
-        self.nbits, self.symmetric = nbits, symmetric
+        check_quantizer(quantizer)
+        self.nbits, self.symmetric, self.quantizer = nbits, symmetric, quantizer
 
     def quantized_weight(self) -> torch.Tensor:
-        return STE.apply(self.weight, self.nbits, self.symmetric)
+        return STE.apply(self.weight, self.nbits, self.symmetric, self.quantizer)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, nbits={self.nbits}, symmetric={self.symmetric}"
+        name = getattr(self.quantizer, "__name__", "?")
+        quantizer = "" if self.quantizer is None else f", quantizer={name}"
+        return f"{super().extra_repr()}, nbits={self.nbits}, symmetric={self.symmetric}{quantizer}"
 
 
 class QConv2d(_STEWeight, nn.Conv2d):
@@ -153,6 +169,33 @@ class QLinear(_STEWeight, nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.quantized_weight(), self.bias)
+
+
+def fixed_point_report(model: nn.Module) -> dict[str, dict]:
+    """For every STE layer of ``model`` (``QConv2d`` / ``QLinear`` with ``nbits`` set), what its forward
+    pass really uses, computed by its own ``quantized_weight()`` (so with its ``quantizer``):
+    ``levels``, the number of distinct values of w_q where w != 0; ``allowed``, the most a
+    ``nbits``-bit grid has (2^nbits, or 2^nbits - 1 symmetric); ``zeros_kept``, whether w_q is exactly
+    0 wherever w is (pruned weights); ``sparsity``, the fraction of exact zeros of w_q."""
+    report = {}
+    with torch.no_grad():
+        for name, layer in model.named_modules():
+            if not isinstance(layer, _STEWeight) or layer.nbits is None:
+                continue
+            w, wq = layer.weight.detach(), layer.quantized_weight().detach()
+            allowed = 2**layer.nbits - 1 if layer.symmetric else 2**layer.nbits
+            report[name] = {"levels": int(wq[w != 0].unique().numel()), "allowed": allowed,
+                            "zeros_kept": bool((wq[w == 0] == 0).all()),
+                            "sparsity": float((wq == 0).sum()) / wq.numel()}
+    return report
+
+
+def is_fixed_point(model: nn.Module) -> bool:
+    """True when ``model`` has STE layers and each one's w_q takes at most ``allowed`` values where
+    w != 0 and keeps every zero of w (``fixed_point_report``): the weights the forward pass uses are
+    really ``nbits``-bit fixed-point, with the pruned weights still 0."""
+    report = fixed_point_report(model)
+    return bool(report) and all(r["levels"] <= r["allowed"] and r["zeros_kept"] for r in report.values())
 
 
 # ---- LSQ ---------------------------------------------------------------------------------------
@@ -181,14 +224,23 @@ class LSQQuantizer(nn.Module):
     The step is initialised to 2 mean|x| / sqrt(Q_P) by ``init_step(x)``, or on the first forward
     call if not done (an activation quantizer needs data for it). Loading a state_dict that holds
     the step counts as initialised.
+
+    ``quantizer`` (weights only): another forward pass ``quantizer(x, step, bits) -> x_q`` whose
+    VALUE is used instead of labkit's (notebook 04's student ``lsq_quantize``); None: labkit's. The
+    gradients stay LSQ's, those of labkit's forward at the same x and s: the output is
+    ``quantizer(x, s, bits) + (lsq - lsq.detach())``, so a correct ``quantizer`` trains exactly as
+    labkit's does, and a wrong one trains a model whose forward pass is wrong.
     """
 
-    def __init__(self, bits: int, activation: bool = False):
+    def __init__(self, bits: int, activation: bool = False, quantizer=None):
         super().__init__()
         low = 1 if activation else 2
         check_int("bits", bits, low, MAX_BIT, f"an int in {low}..{MAX_BIT}"
                   + ("" if activation else " (signed weights need Q_P = 2^(bits-1)-1 >= 1)"))
-        self.bits, self.activation = bits, activation
+        if quantizer is not None and (activation or not callable(quantizer)):
+            raise TypeError(f"quantizer={quantizer!r}: allowed are None (labkit's LSQ forward pass) or, "
+                            "for a weight quantizer (activation=False), a function quantizer(x, step, bits)")
+        self.bits, self.activation, self.quantizer = bits, activation, quantizer
         self.q_n = 0 if activation else 2 ** (bits - 1)
         self.q_p = 2**bits - 1 if activation else 2 ** (bits - 1) - 1
         self.step = nn.Parameter(torch.tensor(1.0))
@@ -206,24 +258,30 @@ class LSQQuantizer(nn.Module):
             self.init_step(x)
         n = x[0].numel() if self.activation else x.numel()
         s = grad_scale(self.step, 1 / math.sqrt(n * self.q_p))
-        return round_pass(F.hardtanh(x / s, -self.q_n, self.q_p)) * s
+        lsq = round_pass(F.hardtanh(x / s, -self.q_n, self.q_p)) * s
+        if self.quantizer is None:
+            return lsq
+        value = self.quantizer(x.detach(), self.step.detach(), self.bits)
+        return value.detach() + (lsq - lsq.detach())  # the quantizer's value, LSQ's gradients
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.initialized = self.initialized or prefix + "step" in state_dict
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, activation={self.activation}"
+        name = getattr(self.quantizer, "__name__", "?")
+        quantizer = "" if self.quantizer is None else f", quantizer={name}"
+        return f"bits={self.bits}, activation={self.activation}{quantizer}"
 
 
 class _LSQWeight:
     """Mixin for nn.Conv2d / nn.Linear: an LSQ weight quantizer and an optional LSQ input quantizer
     (state_dict: the plain layer's keys + ``weight_quantizer.step``, and ``input_quantizer.step``
-    when ``act_bits`` is given)."""
+    when ``act_bits`` is given). ``quantizer``: the weight quantizer's forward pass (``LSQQuantizer``)."""
 
-    def __init__(self, *args, bits: int, act_bits: int | None = None, **kwargs):
+    def __init__(self, *args, bits: int, act_bits: int | None = None, quantizer=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.weight_quantizer = LSQQuantizer(bits)
+        self.weight_quantizer = LSQQuantizer(bits, quantizer=quantizer)
         self.input_quantizer = nn.Identity() if act_bits is None else LSQQuantizer(act_bits, activation=True)
 
 
@@ -250,14 +308,14 @@ def quantizable_layers(model: nn.Module) -> list[str]:
             if isinstance(m, (nn.Conv2d, nn.Linear)) and name not in keep_float]
 
 
-def _to_lsq(layer: nn.Module, bits: int, act_bits) -> nn.Module:
+def _to_lsq(layer: nn.Module, bits: int, act_bits, quantizer=None) -> nn.Module:
     if isinstance(layer, nn.Conv2d):
         new = LSQConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
                         layer.padding, layer.dilation, layer.groups, layer.bias is not None,
-                        layer.padding_mode, bits=bits, act_bits=act_bits)
+                        layer.padding_mode, bits=bits, act_bits=act_bits, quantizer=quantizer)
     else:
         new = LSQLinear(layer.in_features, layer.out_features, layer.bias is not None,
-                        bits=bits, act_bits=act_bits)
+                        bits=bits, act_bits=act_bits, quantizer=quantizer)
     new.to(layer.weight.device, layer.weight.dtype).train(layer.training)
     with torch.no_grad():
         new.weight.copy_(layer.weight)
@@ -268,12 +326,13 @@ def _to_lsq(layer: nn.Module, bits: int, act_bits) -> nn.Module:
 
 
 def lsq_quantize_model(model: nn.Module, bits: int, layers=None,
-                       quantize_activations: bool = False) -> nn.Module:
+                       quantize_activations: bool = False, quantizer=None) -> nn.Module:
     """A copy of ``model`` whose Conv2d/Linear ``layers`` (names; default ``quantizable_layers``)
     are LSQ layers with ``bits``-bit weights, copied from ``model`` (load the float checkpoint into
     ``model`` first); weight steps are initialised from them. With ``quantize_activations``, the
     input of every converted layer is quantized to ``bits`` unsigned bits too, except the model's
-    first Conv2d/Linear, whose input is the (signed) image. ``model`` itself is left unchanged."""
+    first Conv2d/Linear, whose input is the (signed) image. ``quantizer(x, step, bits)``: the weight
+    quantizers' forward pass (``LSQQuantizer``; None: labkit's). ``model`` itself is left unchanged."""
     check_int("bits", bits, 2, MAX_BIT)
     if not isinstance(quantize_activations, bool):
         raise TypeError(f"quantize_activations={quantize_activations!r}: allowed are True or False")
@@ -291,5 +350,32 @@ def lsq_quantize_model(model: nn.Module, bits: int, layers=None,
         parent_name, _, child = name.rpartition(".")
         parent = qmodel.get_submodule(parent_name)
         act_bits = bits if quantize_activations and name != convertible[0] else None
-        setattr(parent, child, _to_lsq(getattr(parent, child), bits, act_bits))
+        setattr(parent, child, _to_lsq(getattr(parent, child), bits, act_bits, quantizer))
     return qmodel
+
+
+def lsq_report(model: nn.Module) -> dict[str, dict]:
+    """For every LSQ layer of ``model``, what its forward pass really uses, computed by its own weight
+    quantizer (so with its ``quantizer``): ``levels``, the number of distinct values of w_q;
+    ``allowed``, 2^bits; ``on_grid``, whether every w_q / s is an integer in [-Q_N, Q_P] (within 1e-3,
+    for the float rounding of the division)."""
+    report = {}
+    with torch.no_grad():
+        for name, layer in model.named_modules():
+            if not isinstance(layer, _LSQWeight):
+                continue
+            quantizer = layer.weight_quantizer
+            wq = quantizer(layer.weight.detach()).detach()
+            codes = wq / quantizer.step.detach()
+            on_grid = bool(torch.isfinite(codes).all() and ((codes - codes.round()).abs() <= 1e-3).all()
+                           and codes.min() >= -quantizer.q_n - 1e-3 and codes.max() <= quantizer.q_p + 1e-3)
+            report[name] = {"levels": int(wq.unique().numel()), "allowed": 2**quantizer.bits,
+                            "on_grid": on_grid}
+    return report
+
+
+def is_lsq_quantized(model: nn.Module) -> bool:
+    """True when ``model`` has LSQ layers and each one's w_q is on its ``bits``-bit grid: w_q = k s with
+    integers -Q_N <= k <= Q_P, so at most 2^bits values (``lsq_report``)."""
+    report = lsq_report(model)
+    return bool(report) and all(r["on_grid"] and r["levels"] <= r["allowed"] for r in report.values())

@@ -1,8 +1,9 @@
 """The labs' shared runs: the handouts' fine-tuning settings and the models one lab hands to the next.
 
-Lab 3 (d) starts from Lab 2 (e)'s 70% global-pruned ResNet-20. ``global_pruned_resnet20`` loads it
-from the artifacts folder when notebook 02 already made it, and makes it (the same run) otherwise, so
-each notebook also runs on its own.
+Lab 3 (d) starts from Lab 2 (e)'s 70% global-pruned ResNet-20, made with labkit's own pruning functions
+(``make_global_pruned_resnet20``) so that it does not depend on whose notebook 02 ran before:
+``global_pruned_resnet20`` loads it from the artifacts folder when it is there and makes it otherwise.
+Notebook 02's own (e) run uses the student's functions and saves nothing.
 """
 
 from __future__ import annotations
@@ -35,27 +36,39 @@ SCHEDULES = ("linear", "agp")
 
 
 def prune_schedule(profile: Profile, q_final: float = 70.0, global_: bool = False,
-                   schedule: str = "linear") -> prune.LinearSchedule | prune.AGPSchedule:
+                   schedule: str = "linear", **functions) -> prune.LinearSchedule | prune.AGPSchedule:
     """Lab 2's iterative pruning steps, one before each of the first P = ``profile.prune_epochs``
     epochs: ``"linear"`` (the handout's q_final * (e+1) / P percent, pruned weights may regrow until
-    the last step) or ``"agp"`` (Zhu & Gupta's cubic ramp to q_final, masks kept between steps)."""
+    the last step) or ``"agp"`` (Zhu & Gupta's cubic ramp to q_final, masks kept between steps).
+    ``functions``: the handout's functions that do the pruning and the mask step instead of labkit's
+    (``prune_layer``, ``prune_net``, ``make_masks``, ``keep_masks``; see ``labkit.prune``)."""
     if schedule == "linear":
-        return prune.LinearSchedule(q_final=q_final, prune_epochs=profile.prune_epochs, global_=global_)
+        return prune.LinearSchedule(q_final=q_final, prune_epochs=profile.prune_epochs, global_=global_,
+                                    **functions)
     if schedule == "agp":
-        return prune.AGPSchedule(s_final=q_final, n_steps=profile.prune_epochs, global_=global_)
+        return prune.AGPSchedule(s_final=q_final, n_steps=profile.prune_epochs, global_=global_, **functions)
     raise ValueError(f"schedule={schedule!r}: allowed are {', '.join(SCHEDULES)}")
 
 
 def iterative_prune(model: nn.Module, data, profile: Profile, q_final: float = 70.0, global_: bool = False,
-                    progress: bool = True, schedule: str = "linear") -> train.History:
+                    progress: bool = True, schedule="linear", **functions) -> train.History:
     """Lab 2 (d)/(e): prune before each of the first P = ``profile.prune_epochs`` epochs following
     ``prune_schedule`` (per layer, or with one global threshold), then fine-tune P more epochs with
     the final masks kept; the best state counts only after the final pruning step. ``model`` ends in
-    its best state."""
-    steps = prune_schedule(profile, q_final, global_, schedule)
+    its best state. ``schedule``: a name (with ``q_final``, ``global_`` and ``functions`` passed on to
+    ``prune_schedule``) or a schedule ``prune_schedule`` made, whose ``steps`` then record the run."""
+    if isinstance(schedule, str):
+        steps = prune_schedule(profile, q_final, global_, schedule, **functions)
+    elif isinstance(schedule, prune.LinearSchedule | prune.AGPSchedule):
+        if functions:
+            raise TypeError(f"{', '.join(functions)}: with a ready schedule, give them to prune_schedule")
+        steps = schedule
+    else:
+        raise TypeError(f"schedule={schedule!r}: allowed is one of {', '.join(SCHEDULES)} or a schedule from "
+                        "prune_schedule")
     config = finetune_config(profile, epochs=2 * profile.prune_epochs, best_after=profile.prune_epochs)
     history = train.fit(model, data, config, callbacks=[steps], progress=progress,
-                        desc=f"{'global ' if global_ else ''}{schedule} prune")
+                        desc=f"{'global ' if steps.global_ else ''}{steps.name} prune")
     model.load_state_dict(history.best_state)
     return history
 
@@ -87,19 +100,20 @@ def global_pruned_resnet20(profile: Profile, dataset: str | None = None, **model
     return checkpoints.load_model(path, arch="resnet20", dataset=name, **model_kwargs)
 
 
-def layer_sensitivity(model: nn.Module, data, profile: Profile, sparsities=(30, 50, 70, 90)
+def layer_sensitivity(model: nn.Module, data, profile: Profile, sparsities=(30, 50, 70, 90), prune_layer=None
                       ) -> tuple[float, dict[str, list[float]]]:
     """``(dense accuracy, {layer: [accuracy per sparsity]})``: test accuracy of ``model`` as it is, and
-    after pruning one layer at a time to each of ``sparsities`` (percent; ``prune.sensitivity_scan``,
-    ``model`` is left unchanged). Both on a class-balanced ``profile.scan_fraction`` of ``data``'s test
-    images (250 of ResNet-20's 1000 in quick; all in full)."""
+    after pruning one layer at a time to each of ``sparsities`` (percent) with ``prune_layer(layer, q)``
+    (default ``prune.prune_by_percentage``; ``prune.sensitivity_scan``, ``model`` is left unchanged).
+    Both on a class-balanced ``profile.scan_fraction`` of ``data``'s test images (250 of ResNet-20's
+    1000 in quick; all in full)."""
     if profile.scan_fraction < 1:
         data = data.subset(None, int(len(data.test_y) * profile.scan_fraction))
 
     def accuracy(net):
         return train.evaluate(net, data)[1]
 
-    return accuracy(model), prune.sensitivity_scan(model, accuracy, sparsities)
+    return accuracy(model), prune.sensitivity_scan(model, accuracy, sparsities, prune_layer=prune_layer)
 
 
 def comparison_rows(models: dict[str, nn.Module], data) -> list[dict]:

@@ -13,6 +13,12 @@ Every method of the lab is one member of a single family of updates (a :class:`M
 
 :func:`run` iterates any list of methods at once, one row of W per method, so a whole question (or the
 whole lab) costs one loop over the steps. Each run comes back as a :class:`Trace` of every iterate.
+
+Every solver takes the functions it is built from as keyword arguments: ``gradient`` (dL/dW) and the step
+operator it uses (``project_topk``, ``soft_threshold`` or ``trimmed_soft_threshold``), by default this
+module's own. A notebook passes the student's functions, so the student's code makes the graded runs; with
+the defaults, all methods run in one vectorized loop (the gradient step is affine), with any other function
+each run's rows go through the given functions one step, one row at a time.
 """
 
 from __future__ import annotations
@@ -111,38 +117,51 @@ def trimmed_soft_threshold(W, threshold: float, n_penalized: int) -> np.ndarray:
     return _trimmed(W, threshold, W.shape[-1] - n_penalized)
 
 
+_OWN_FUNCTIONS = {"gradient": gradient, "project_topk": project_topk, "soft_threshold": soft_threshold,
+                  "trimmed_soft_threshold": trimmed_soft_threshold}
+
+
 # ---- the solvers -------------------------------------------------------------------------------------
 
-def gd(X, y, *, steps: int = STEPS, lr: float = LR, W0=None) -> Trace:
-    """Plain gradient descent: W^{k+1} = W^k - lr * dL/dW(W^k)."""
-    return run(X, y, [method("gd", d=_n_weights(X))], steps=steps, lr=lr, W0=W0)[0]
+def gd(X, y, *, steps: int = STEPS, lr: float = LR, W0=None, gradient=gradient) -> Trace:
+    """Plain gradient descent: W^{k+1} = W^k - lr * gradient(X, y, W^k)."""
+    return run(X, y, [method("gd", d=_n_weights(X))], steps=steps, lr=lr, W0=W0, gradient=gradient)[0]
 
 
-def projected_gd(X, y, *, k: int = 2, steps: int = STEPS, lr: float = LR, W0=None) -> Trace:
-    """Projected gradient descent onto ||W||_0 <= k: a gradient step, then :func:`project_topk`."""
-    return run(X, y, [method("projected_gd", d=_n_weights(X), k=k)], steps=steps, lr=lr, W0=W0)[0]
+def projected_gd(X, y, *, k: int = 2, steps: int = STEPS, lr: float = LR, W0=None, gradient=gradient,
+                 project_topk=project_topk) -> Trace:
+    """Projected gradient descent onto ||W||_0 <= k: a gradient step, then ``project_topk(V, k)``."""
+    return run(X, y, [method("projected_gd", d=_n_weights(X), k=k)], steps=steps, lr=lr, W0=W0,
+               gradient=gradient, project_topk=project_topk)[0]
 
 
-def l1_gd(X, y, *, lam: float, steps: int = STEPS, lr: float = LR, W0=None) -> Trace:
-    """(Sub)gradient descent on L + lam * ||W||_1: W - lr * (dL/dW + lam * sign(W)), with sign(0) = 0."""
-    return sweep("l1_gd", X, y, [lam], steps=steps, lr=lr, W0=W0)[0]
+def l1_gd(X, y, *, lam: float, steps: int = STEPS, lr: float = LR, W0=None, gradient=gradient) -> Trace:
+    """(Sub)gradient descent on L + lam * ||W||_1: W - lr * (gradient + lam * sign(W)), with sign(0) = 0."""
+    return sweep("l1_gd", X, y, [lam], steps=steps, lr=lr, W0=W0, gradient=gradient)[0]
 
 
-def proximal_l1(X, y, *, threshold: float, steps: int = STEPS, lr: float = LR, W0=None) -> Trace:
-    """Proximal gradient descent for L1: a gradient step, then :func:`soft_threshold` (threshold = lr*lam)."""
-    return sweep("proximal_l1", X, y, [threshold], steps=steps, lr=lr, W0=W0)[0]
+def proximal_l1(X, y, *, threshold: float, steps: int = STEPS, lr: float = LR, W0=None, gradient=gradient,
+                soft_threshold=soft_threshold) -> Trace:
+    """Proximal gradient descent for L1: a gradient step, then ``soft_threshold(V, threshold)``
+    (threshold = lr * lam)."""
+    return sweep("proximal_l1", X, y, [threshold], steps=steps, lr=lr, W0=W0, gradient=gradient,
+                 soft_threshold=soft_threshold)[0]
 
 
 def trimmed_l1(X, y, *, threshold: float, n_penalized: int = 3, steps: int = STEPS, lr: float = LR,
-               W0=None) -> Trace:
-    """Proximal gradient descent for trimmed L1: a gradient step, then :func:`trimmed_soft_threshold`."""
-    return sweep("trimmed_l1", X, y, [threshold], n_penalized=n_penalized, steps=steps, lr=lr, W0=W0)[0]
+               W0=None, gradient=gradient, trimmed_soft_threshold=trimmed_soft_threshold) -> Trace:
+    """Proximal gradient descent for trimmed L1: a gradient step, then
+    ``trimmed_soft_threshold(V, threshold, n_penalized)``."""
+    return sweep("trimmed_l1", X, y, [threshold], n_penalized=n_penalized, steps=steps, lr=lr, W0=W0,
+                 gradient=gradient, trimmed_soft_threshold=trimmed_soft_threshold)[0]
 
 
 def sweep(name: str, X, y, strengths: Sequence[float], *, n_penalized: int = 3, steps: int = STEPS,
-          lr: float = LR, W0=None) -> list[Trace]:
+          lr: float = LR, W0=None, gradient=gradient, soft_threshold=soft_threshold,
+          trimmed_soft_threshold=trimmed_soft_threshold) -> list[Trace]:
     """Run 'l1_gd' (strengths = lams), 'proximal_l1' or 'trimmed_l1' (strengths = thresholds) once per
-    strength, all in one loop; returns one Trace per strength, in order."""
+    strength, all in one loop; returns one Trace per strength, in order. The functions are those of
+    :func:`run`."""
     if not _STRENGTH.get(name):
         raise ValueError(f"name must be one of {[n for n, s in _STRENGTH.items() if s]}, got {name!r}")
     if isinstance(strengths, str) or np.ndim(strengths) != 1 or len(strengths) == 0:
@@ -150,7 +169,8 @@ def sweep(name: str, X, y, strengths: Sequence[float], *, n_penalized: int = 3, 
                          f"got {strengths!r}")
     d = _n_weights(X)
     methods = [method(name, s, d=d, n_penalized=n_penalized) for s in strengths]
-    return run(X, y, methods, steps=steps, lr=lr, W0=W0)
+    return run(X, y, methods, steps=steps, lr=lr, W0=W0, gradient=gradient, soft_threshold=soft_threshold,
+               trimmed_soft_threshold=trimmed_soft_threshold)
 
 
 _STRENGTH = {"gd": None, "projected_gd": None, "l1_gd": "lam", "proximal_l1": "threshold",
@@ -186,9 +206,17 @@ def handout_methods(d: int = 5) -> list[Method]:
             *(method("trimmed_l1", t, d=d, n_penalized=3) for t in TRIMMED_THRESHOLDS)]
 
 
-def run(X, y, methods: Sequence[Method], *, steps: int = STEPS, lr: float = LR, W0=None) -> list[Trace]:
+def run(X, y, methods: Sequence[Method], *, steps: int = STEPS, lr: float = LR, W0=None,
+        gradient=gradient, project_topk=project_topk, soft_threshold=soft_threshold,
+        trimmed_soft_threshold=trimmed_soft_threshold) -> list[Trace]:
     """Iterate every method ``steps`` times from W0 (default 0), all at once with one row of W per method;
-    returns one Trace per method, in order."""
+    returns one Trace per method, in order.
+
+    Each step is ``V = W - lr * (gradient(X, y, W) + lam * sign(W))`` followed by the method's operator:
+    none when its threshold is 0, ``project_topk(V, n_kept)`` when it is infinite, ``soft_threshold(V,
+    threshold)`` when it keeps no entry, else ``trimmed_soft_threshold(V, threshold, d - n_kept)``. Any of
+    the four functions may be replaced (e.g. by a student's); they are then called on one row (shape (d,))
+    at a time and must return an array of that shape."""
     X, y = _check_problem(X, y)
     d = X.shape[1]
     _check_count("steps", steps, 0, None)
@@ -201,17 +229,70 @@ def run(X, y, methods: Sequence[Method], *, steps: int = STEPS, lr: float = LR, 
         raise TypeError(f"methods must be a non-empty sequence of Method, got {methods!r}")
     for m in methods:
         _check_count(f"n_kept of {m.label}", m.n_kept, 0, d)
+    functions = {"gradient": gradient, "project_topk": project_topk, "soft_threshold": soft_threshold,
+                 "trimmed_soft_threshold": trimmed_soft_threshold}
+    for name, fn in functions.items():
+        if not callable(fn):
+            raise TypeError(f"{name} must be a function, got {fn!r}")
+    Ws = np.empty((steps + 1, len(methods), d))
+    Ws[0] = W0
+    if functions == _OWN_FUNCTIONS:
+        _iterate_family(X, y, methods, Ws, lr)
+    else:
+        _iterate_rows(X, y, methods, Ws, lr, functions)
+    losses = loss(X, y, Ws)
+    return [_trace(m.label, Ws[:, r], losses[:, r]) for r, m in enumerate(methods)]
+
+
+def _iterate_family(X, y, methods: Sequence[Method], Ws: np.ndarray, lr: float) -> None:
+    """Fill Ws[1:] with this module's own step, every method at once (one row each)."""
+    d = X.shape[1]
     lam, threshold, n_kept = (np.array([[getattr(m, field)] for m in methods])  # one row per method
                               for field in ("lam", "threshold", "n_kept"))
     # The gradient step is affine: W - lr * dL/dW = W - 2 lr (W X^T - y) X = W @ A + b.
     A, b, lr_lam = np.eye(d) - 2 * lr * X.T @ X, 2 * lr * y @ X, lr * lam
-    Ws = np.empty((steps + 1, len(methods), d))
-    Ws[0] = W0
-    for k in range(steps):
+    for k in range(len(Ws) - 1):
         W = Ws[k]
         Ws[k + 1] = _trimmed(W @ A + b - lr_lam * np.sign(W), threshold, n_kept)
-    losses = loss(X, y, Ws)
-    return [_trace(m.label, Ws[:, r], losses[:, r]) for r, m in enumerate(methods)]
+
+
+def _iterate_rows(X, y, methods: Sequence[Method], Ws: np.ndarray, lr: float, functions: dict) -> None:
+    """Fill Ws[1:] through the given functions, one method (row) at a time; each call gets copies."""
+    d = X.shape[1]
+    operators = [_operator(m, d) for m in methods]
+    for k in range(len(Ws) - 1):
+        for r, (m, operator) in enumerate(zip(methods, operators, strict=True)):
+            W = Ws[k, r]
+            V = W - lr * (_call(functions, "gradient", d, X.copy(), y.copy(), W.copy()) + m.lam * np.sign(W))
+            if operator == ("zeros",):
+                V = np.zeros(d)
+            elif operator:
+                V = _call(functions, operator[0], d, V, *operator[1:])
+            Ws[k + 1, r] = V
+
+
+def _operator(m: Method, d: int) -> tuple:
+    """The step operator of a method as (function name, arguments after V); () for none."""
+    if m.threshold == 0:
+        return ()
+    if m.threshold == math.inf:  # hard pruning: keep the n_kept largest (none kept: all zero)
+        return ("project_topk", m.n_kept) if m.n_kept else ("zeros",)
+    if m.n_kept == 0:
+        return ("soft_threshold", m.threshold)
+    return ("trimmed_soft_threshold", m.threshold, d - m.n_kept)
+
+
+def _call(functions: dict, name: str, d: int, *args) -> np.ndarray:
+    """``functions[name](*args)`` as a float array of shape (d,), or an error naming the function."""
+    out = functions[name](*args)
+    try:
+        out = np.asarray(out, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must return an array of numbers, got {out!r:.80}") from e
+    if out.shape != (d,):
+        raise ValueError(f"{name} must return an array of shape ({d},) for a W of shape ({d},), "
+                         f"got shape {out.shape}")
+    return out
 
 
 # ---- ground truth ------------------------------------------------------------------------------------

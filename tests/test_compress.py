@@ -1,3 +1,4 @@
+import copy
 import math
 import struct
 from dataclasses import replace
@@ -378,3 +379,106 @@ def test_tradeoff_runs_each_recipe(tiny_data, tmp_path):
     assert list(points) == ["2 bits", "3 bits"]
     assert points["2 bits"][0] > points["3 bits"][0] > 5
     assert all(0 <= accuracy <= 1 for _, accuracy in points.values())
+
+
+# --- the student's building blocks drive the pipeline (notebook 06) ------------------------------------
+
+
+def argmin_assign(values, centroids):  # notebook 06's solution of nearest_centroid
+    return (values.unsqueeze(-1) - centroids.to(values.dtype)).abs().argmin(dim=-1)
+
+
+def loop_relative_indices(positions, index_bits):  # notebook 06's solution of relative_indices
+    span, gaps, filler, previous = 2**index_bits, [], [], -1
+    for p in np.asarray(positions, dtype=np.int64).tolist():
+        gap = p - previous - 1
+        while gap >= span:
+            gaps.append(span - 1)
+            filler.append(True)
+            gap -= span
+        gaps.append(gap)
+        filler.append(False)
+        previous = p
+    return np.array(gaps, dtype=np.int64), np.array(filler, dtype=bool)
+
+
+def test_nearest_centroid_ties_go_to_the_lower_centroid_like_argmin():
+    centroids = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    values = torch.tensor([[0.5, 1.5], [2.5, -7.0]])
+    assert C.nearest_centroid(values, centroids).tolist() == [[0, 1], [2, 0]]
+    v = torch.randn(500, dtype=torch.float64)
+    c = torch.sort(torch.randn(7, dtype=torch.float64)).values
+    assert torch.equal(C.nearest_centroid(v, c), argmin_assign(v, c))
+
+
+def test_kmeans_with_a_given_assignment_step():
+    values = torch.randn(400, generator=torch.Generator().manual_seed(3))
+    ours, theirs = C.kmeans_1d(values, 8), C.kmeans_1d(values, 8, assign=argmin_assign)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    # a wrong step (the signed difference) sends every value to one cluster
+    collapsed, _ = C.kmeans_1d(values, 8, assign=lambda v, c: (v.unsqueeze(-1) - c).argmin(dim=-1))
+    assert len(collapsed) == 1
+    with pytest.raises(ValueError, match="cluster indices"):
+        C.kmeans_1d(values, 4, assign=lambda v, c: torch.full(v.shape, 9))
+    with pytest.raises(ValueError, match="shape"):
+        C.kmeans_1d(values, 4, assign=lambda v, c: torch.zeros(3, dtype=torch.int64))
+
+
+def test_share_weights_with_a_given_assignment_step_changes_the_model():
+    torch.manual_seed(0)
+    model = lenet5()
+    prune.global_prune_by_percentage(model, 90)
+    ours, theirs, wrong = (copy.deepcopy(model) for _ in range(3))
+    C.share_weights(ours, 3)
+    C.share_weights(theirs, 3, assign=argmin_assign)
+    assert same_bits(ours, theirs)
+    C.share_weights(wrong, 3, assign=lambda v, c: torch.zeros(v.shape, dtype=torch.int64))
+    assert all(distinct_nonzeros(layer.weight) == 1 for _, layer in prune.prunable_layers(wrong))
+
+
+def test_save_compressed_with_a_given_index_encoder(tmp_path):
+    model = pruned_shared(q=95, bits=3)
+    ours = C.save_compressed(model, tmp_path / "a.dc", arch="lenet5", bits=3, index_bits=3)
+    theirs = C.save_compressed(model, tmp_path / "b.dc", arch="lenet5", bits=3, index_bits=3,
+                               index_fn=loop_relative_indices)
+    assert (tmp_path / "a.dc").read_bytes() == (tmp_path / "b.dc").read_bytes()
+    assert ours.rows == theirs.rows
+    assert same_bits(C.load_compressed(tmp_path / "b.dc")[0], model)
+
+    def off_by_one(positions, index_bits):  # the distance to the previous position, not the zeros between
+        gaps, filler = loop_relative_indices(positions, index_bits)
+        return np.where(filler, gaps, np.minimum(gaps + 1, 2**index_bits - 1)), filler
+
+    C.save_compressed(model, tmp_path / "c.dc", arch="lenet5", bits=3, index_bits=3, index_fn=off_by_one)
+    try:
+        loaded, _ = C.load_compressed(tmp_path / "c.dc")
+    except C.CompressedFileError:
+        pass  # positions past the end of a layer
+    else:
+        assert not same_bits(loaded, model)
+    with pytest.raises(ValueError, match="one non-filler per position"):
+        C.save_compressed(model, tmp_path / "d.dc", arch="lenet5", bits=3, index_bits=3,
+                          index_fn=lambda p, b: (np.zeros(1, np.int64), np.zeros(1, bool)))
+    with pytest.raises(ValueError, match="allowed are 0..7"):
+        C.save_compressed(model, tmp_path / "d.dc", arch="lenet5", bits=3, index_bits=3,
+                          index_fn=lambda p, b: (np.full(len(p), 9), np.zeros(len(p), bool)))
+
+
+def test_quantize_and_save_passes_the_building_blocks_on(tiny_data, tmp_path):
+    calls = {"assign": 0, "index": 0}
+
+    def assign(v, c):
+        calls["assign"] += 1
+        return argmin_assign(v, c)
+
+    def index(p, b):
+        calls["index"] += 1
+        return loop_relative_indices(p, b)
+
+    recipe = C.Recipe(q_final=80, prune_epochs=1, finetune_epochs=1, centroid_epochs=1, batch_size=50, bits=2)
+    model = lenet5()
+    prune.global_prune_by_percentage(model, 80)
+    report, _ = C.quantize_and_save(model, tiny_data, recipe, tmp_path / "m.dc", arch="lenet5",
+                                    progress=False, assign=assign, index_fn=index)
+    assert calls["assign"] >= 5 and calls["index"] == 5  # k-means iterations of 5 layers; 5 layers written
+    assert same_bits(C.load_compressed(report.path)[0], model)

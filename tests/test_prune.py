@@ -222,6 +222,64 @@ def test_finetune_after_prune_keeps_zeros():
         assert torch.all(layer.weight[~zeros[name]] != 0)
 
 
+def handout_masks(net):  # the notebook's weight_masks: float masks from the zeros
+    return {name: (layer.weight.data != 0).float() for name, layer in P.prunable_layers(net)}
+
+
+def handout_keep(net, weight_mask):  # the notebook's keep_pruned_at_zero
+    for name, layer in P.prunable_layers(net):
+        layer.weight.data.mul_(weight_mask[name])
+
+
+def test_finetune_after_prune_runs_the_given_mask_step():
+    calls = {"make": 0, "keep": 0}
+
+    def make(net):
+        calls["make"] += 1
+        return handout_masks(net)
+
+    def keep(net, masks):
+        calls["keep"] += 1
+        handout_keep(net, masks)
+
+    net = tiny_convnet()
+    P.global_prune_by_percentage(net, 50)
+    reference = copy.deepcopy(net)
+    P.finetune_after_prune(reference, tiny_dataset(), TINY_CONFIG, device="cpu", progress=False)
+    P.finetune_after_prune(net, tiny_dataset(), TINY_CONFIG, make_masks=make, keep_masks=keep, device="cpu",
+                           progress=False)
+    assert calls["make"] == 1  # once, as the handout builds weight_mask once
+    assert calls["keep"] == 2 * 2  # after each of 2 steps in each of 2 epochs
+    assert params_equal(net, reference)  # the handout's mask step is labkit's
+
+    def forgets(net, masks):  # a wrong mask step: does nothing, so the pruned weights regrow
+        pass
+
+    wrong = tiny_convnet()
+    P.global_prune_by_percentage(wrong, 50)
+    P.finetune_after_prune(wrong, tiny_dataset(), TINY_CONFIG, keep_masks=forgets, device="cpu",
+                           progress=False)
+    assert P.sparsity_report(wrong)["total"] < 0.5
+
+
+def test_pruned_smallest_per_layer_and_global():
+    net = two_layers([[1, 2], [3, 4]], [[10, 20], [30, 40]])
+    before = {name: layer.weight.detach().clone() for name, layer in P.prunable_layers(net)}
+    for _, layer in P.prunable_layers(net):
+        P.prune_by_percentage(layer, 50)
+    assert P.pruned_smallest(before, net) and not P.pruned_smallest(before, net, global_=True)
+    net = two_layers([[1, 2], [3, 4]], [[10, 20], [30, 40]])
+    P.global_prune_by_percentage(net, 50)
+    assert P.pruned_smallest(before, net) and P.pruned_smallest(before, net, global_=True)
+    with torch.no_grad():
+        net[1].weight[0, 0] = 0.0  # layer 1 loses its smallest weight, 10
+        net[0].weight.fill_(1.0)  # and layer 0 keeps all of its weights (1..4), each smaller than 10
+    assert not P.pruned_smallest(before, net, global_=True) and P.pruned_smallest(before, net)
+    with torch.no_grad():
+        net[1].weight[1, 1] = 0.0  # 40, the largest, pruned while 20 is kept
+    assert not P.pruned_smallest(before, net)
+
+
 # --- schedules -------------------------------------------------------------------------------------
 
 
@@ -302,6 +360,47 @@ def test_agp_keeps_masks_between_steps_and_global_option():
         assert torch.all(layer.weight[zeros] == 0)
 
 
+@pytest.mark.parametrize("global_", [False, True])
+def test_schedules_run_the_given_functions_and_record_each_step(global_):
+    calls = []
+
+    def prune_layer(layer, q):  # the handout's functions return nothing
+        calls.append(("layer", q))
+        P.prune_by_percentage(layer, q)
+
+    def prune_net(net, q):
+        calls.append(("net", q))
+        P.global_prune_by_percentage(net, q)
+
+    reference, net = tiny_mlp(), tiny_mlp()
+    ref_schedule = P.LinearSchedule(60, prune_epochs=2, global_=global_)
+    schedule = P.LinearSchedule(60, prune_epochs=2, global_=global_, prune_layer=prune_layer,
+                                prune_net=prune_net, make_masks=handout_masks, keep_masks=handout_keep)
+    for epoch in range(4):
+        for s, model in ((ref_schedule, reference), (schedule, net)):
+            s.on_epoch_start(epoch, model)
+            sgd_steps(model, 5, s, seed=epoch)
+    assert params_equal(net, reference)  # the handout's versions make the same run as labkit's
+    per_layer = [("layer", 30.0)] * 2 + [("layer", 60.0)] * 2  # tiny_mlp has two prunable layers
+    assert calls == ([("net", 30.0), ("net", 60.0)] if global_ else per_layer)
+    assert [(step["epoch"], step["q"]) for step in schedule.steps] == [(0, 30.0), (1, 60.0)]
+    assert all(step["by_magnitude"] for step in schedule.steps)
+    assert schedule.steps[-1]["sparsity"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_a_per_layer_prune_net_is_not_by_magnitude_over_all_layers():
+    def per_layer(net, q):  # a plausible wrong global_prune_by_percentage
+        for _, layer in P.prunable_layers(net):
+            P.prune_by_percentage(layer, q)
+
+    net = two_layers([[1, 2], [3, 4]], [[10, 20], [30, 40]])
+    schedule = P.LinearSchedule(50, prune_epochs=1, global_=True, prune_net=per_layer)
+    schedule.on_epoch_start(0, net)
+    assert schedule.steps == [{"epoch": 0, "q": 50.0, "sparsity": 0.5, "by_magnitude": False}]
+    with pytest.raises(TypeError, match="prune_layer=3"):
+        P.LinearSchedule(prune_layer=3)
+
+
 # --- sensitivity scan ------------------------------------------------------------------------------
 
 
@@ -333,6 +432,33 @@ def test_sensitivity_scan_restores_on_error_and_checks_arguments():
         P.sensitivity_scan(net, failing, [50], layers=["fc"])
     with pytest.raises(ValueError, match=r"sparsities\[1\]=120"):
         P.sensitivity_scan(net, failing, [50, 120])
+    with pytest.raises(TypeError, match="prune_layer='q'"):
+        P.sensitivity_scan(net, failing, [50], prune_layer="q")
+
+
+def test_sensitivity_scan_prunes_with_the_given_function_and_restores_when_it_raises():
+    net = two_layers([[1, 2], [3, 4]], [[5, 6], [7, 8]])
+    before = copy.deepcopy(net)
+
+    def prune_smallest_one(layer, q):  # not a percentile: zeros one weight whatever q is
+        with torch.no_grad():
+            layer.weight[0, 0] = 0.0
+
+    def total_sparsity(model):
+        return P.sparsity_report(model)["total"]
+
+    assert P.sensitivity_scan(net, total_sparsity, [50, 90], prune_layer=prune_smallest_one) == {
+        "0": [0.125, 0.125], "1": [0.125, 0.125]}
+    assert params_equal(net, before)
+
+    def blank(layer, q):
+        with torch.no_grad():
+            layer.weight.zero_()
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        P.sensitivity_scan(net, total_sparsity, [50], prune_layer=blank)
+    assert params_equal(net, before)
 
 
 # --- torch.nn.utils.prune interop ------------------------------------------------------------------
@@ -468,3 +594,57 @@ def test_channel_prune_errors():
     model.conv2 = nn.Identity()
     with pytest.raises(ValueError, match="conv2 is a Identity"):
         P.channel_masks(model, 0.5)
+
+
+# --- channel pruning by a given choice of channels (notebook 05's channels_to_keep) ----------------------
+
+
+def _largest_norms(weight, ratio):  # notebook 05's solution of channels_to_keep
+    norms = weight.detach().flatten(1).norm(dim=1)
+    keep = torch.zeros(len(norms), dtype=torch.bool)
+    keep[norms.argsort(descending=True, stable=True)[:max(1, round((1 - ratio) * len(norms)))]] = True
+    return keep
+
+
+def _smallest_norms(weight, ratio):
+    norms = weight.detach().flatten(1).norm(dim=1)
+    keep = torch.zeros(len(norms), dtype=torch.bool)
+    keep[norms.argsort(stable=True)[:max(1, round((1 - ratio) * len(norms)))]] = True
+    return keep
+
+
+@pytest.mark.parametrize("make", [lenet5, resnet20])
+def test_channel_prune_by_the_largest_norms_is_channel_prune(make):
+    torch.manual_seed(0)
+    model = make().eval()
+    ours, theirs = P.channel_prune(model, 0.3), P.channel_prune_by(model, 0.3, _largest_norms)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(),
+                                                  strict=True))
+    masks, by = P.channel_masks(model, 0.3), P.channel_masks_by(model, 0.3, _largest_norms)
+    assert masks.keys() == by.keys() and all(torch.equal(masks[k], by[k]) for k in masks)
+
+
+def test_channel_prune_by_another_choice_cuts_those_channels():
+    torch.manual_seed(0)
+    model = lenet5().eval()
+    small = P.channel_prune_by(model, 0.5, _smallest_norms)
+    keep = _smallest_norms(model.conv1.weight, 0.5).nonzero().flatten()
+    assert torch.equal(small.conv1.weight, model.conv1.weight[keep])
+    masked = copy.deepcopy(model)
+    P.apply_masks(masked, P.channel_masks_by(model, 0.5, _smallest_norms))
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(small(x), masked(x))
+    assert not P.keeps_largest_channels(model.conv1.weight, _smallest_norms(model.conv1.weight, 0.5), 0.5)
+    assert P.keeps_largest_channels(model.conv1.weight, _largest_norms(model.conv1.weight, 0.5), 0.5)
+    assert P.keeps_largest_channels(model.conv1.weight, _largest_norms(model.conv1.weight, 0.0), 0.0)
+    assert not P.keeps_largest_channels(model.conv1.weight, torch.ones(6), 0.0)  # not a bool mask
+
+
+def test_channel_prune_by_refuses_a_bad_choice():
+    model = lenet5()
+    with pytest.raises(ValueError, match="bool tensor of shape"):
+        P.channel_prune_by(model, 0.5, lambda w, r: torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="keeps no output channel"):
+        P.channel_masks_by(model, 0.5, lambda w, r: torch.zeros(w.shape[0], dtype=torch.bool))
+    with pytest.raises(ValueError, match="ratio"):
+        P.channel_prune_by(model, 1.0, _largest_norms)

@@ -16,7 +16,11 @@ from labkit.quant import (
     QConv2d,
     QLinear,
     check_bit,
+    fixed_point_report,
+    is_fixed_point,
+    is_lsq_quantized,
     lsq_quantize_model,
+    lsq_report,
     quantization_levels,
     quantize,
     zeros_of,
@@ -263,6 +267,57 @@ def test_lsq_quantize_model_keeps_resnet20_head_and_final_fc_float():
     assert len([m for m in resnet20(nbits=4).modules() if isinstance(m, QConv2d)]) == 20
 
 
+
+def _lsq_forward(x, step, bits):  # notebook 04's solution of lsq_quantize
+    q_n, q_p = 2 ** (bits - 1), 2 ** (bits - 1) - 1
+    return torch.round(torch.clamp(x / step, -q_n, q_p)) * step
+
+
+def test_lsq_quantizer_with_a_right_forward_trains_exactly_as_labkits():
+    torch.manual_seed(0)
+    net = lenet5()
+    ours, theirs = lsq_quantize_model(net, 3), lsq_quantize_model(net, 3, quantizer=_lsq_forward)
+    assert "quantizer=_lsq_forward" in repr(theirs.conv1)
+    x = torch.randn(4, 1, 28, 28)
+    out_ours, out_theirs = ours(x), theirs(x)
+    assert torch.equal(out_ours, out_theirs)
+    out_ours.square().sum().backward()
+    out_theirs.square().sum().backward()
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad), name  # the weights' and the steps' gradients are LSQ's
+    assert is_lsq_quantized(theirs)
+    assert all(r["on_grid"] and r["levels"] <= 8 for r in lsq_report(theirs).values())
+
+
+def test_lsq_quantizer_uses_the_given_forward_value_and_keeps_lsqs_gradients():
+    q = LSQQuantizer(3, quantizer=lambda x, step, bits: torch.round(x / step))  # forgets clamp and step
+    q.load_state_dict({"step": torch.tensor(0.5)})
+    w = torch.tensor([-2.6, -1.1, 0.2, 0.74, 1.6, 3.0], requires_grad=True)
+    wq = q(w)
+    assert torch.equal(wq, torch.tensor([-5.0, -2.0, 0.0, 1.0, 3.0, 6.0]))  # the given forward's value
+    (wq * torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])).sum().backward()
+    assert torch.equal(w.grad, torch.tensor([0.0, 2.0, 3.0, 4.0, 0.0, 0.0]))  # LSQ's, as without it
+    ds = -4 * 1 + (2.2 - 2) * 2 + (-0.4 + 0) * 3 + (-1.48 + 1) * 4 + 3 * 5 + 3 * 6
+    assert q.step.grad.item() == pytest.approx(ds / math.sqrt(6 * 3), rel=1e-5)
+
+
+def test_a_wrong_lsq_forward_leaves_the_grid_and_the_report_says_so():
+    def unscaled(x, step, bits):  # the integer codes, not scaled back by the step
+        return torch.round(torch.clamp(x / step, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
+
+    torch.manual_seed(0)
+    qnet = lsq_quantize_model(lenet5(), 4, quantizer=unscaled)
+    assert not is_lsq_quantized(qnet)
+    assert not any(r["on_grid"] for r in lsq_report(qnet).values())
+    assert not is_lsq_quantized(lenet5())  # no LSQ layer at all
+
+
+def test_lsq_quantizer_argument_errors():
+    with pytest.raises(TypeError, match="quantizer="):
+        LSQQuantizer(4, quantizer="round")
+    with pytest.raises(TypeError, match="quantizer="):
+        LSQQuantizer(4, activation=True, quantizer=_lsq_forward)  # signed weights only
+
 def test_notebook_03_grades_the_ste_forward_against_labkits_quantize():
     """The stored answers of Lab 3 (a) are exactly labkit's quantizer on the stored inputs."""
     questions = json.loads((REFERENCES_DIR / "03_quantization_resnet20.quick.json").read_text())["questions"]
@@ -274,3 +329,137 @@ def test_notebook_03_grades_the_ste_forward_against_labkits_quantize():
         wq = quantize(w, bit, symmetric)
         assert torch.equal(decode(value_case["expected"]), wq), (bit, symmetric)
         assert torch.equal(decode(zero_case["expected"]), wq == 0), (bit, symmetric)
+
+
+# ---- STE with another forward pass (Lab 3 passes the student's ste_forward) ----------------------
+
+
+def quant_scaling(w, bit, symmetric):
+    """labkit's dynamic scaling (x, alpha, beta, step), to build wrong quantizers from."""
+    from labkit.quant import _scaling
+
+    return _scaling(w, bit, symmetric)
+
+
+def _off_by_one(w, bit, symmetric=False):
+    """A plausible student bug: the step is one too large, 2^bit + 1 levels in both modes."""
+    step = 2 ** (bit - 1) if symmetric else 2**bit
+    x, alpha, beta, _ = quant_scaling(w, bit, symmetric)
+    return (torch.round((x - beta) / alpha * step) / step * alpha + beta) * (w != 0)
+
+
+def _no_mask(w, bit, symmetric=False):
+    """A plausible student bug: the pruned zeros are not restored."""
+    x, alpha, beta, step = quant_scaling(w, bit, symmetric)
+    return torch.round((x - beta) / alpha * step) / step * alpha + beta
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_ste_runs_the_given_forward_pass_and_passes_the_gradient_straight_through(symmetric):
+    calls = []
+
+    def half(w, bit, symmetric=False):
+        calls.append((bit, symmetric))
+        return w / 2
+
+    w = W.clone().requires_grad_()
+    upstream = torch.tensor([0.1, -2.0, 3.0, 0.0, 7.5])
+    out = STE.apply(w, 3, symmetric, half)
+    assert torch.equal(out, W / 2) and calls == [(3, symmetric)]
+    (out * upstream).sum().backward()
+    assert torch.equal(w.grad, upstream)  # labkit's backward, whatever the forward pass
+    assert torch.equal(STE.apply(W, 3, symmetric, None), quantize(W, 3, symmetric))
+
+
+@pytest.mark.parametrize("layer, x", [(lambda **q: QConv2d(2, 3, 3, **q), torch.randn(2, 2, 5, 5)),
+                                      (lambda **q: QLinear(4, 3, **q), torch.randn(2, 4))])
+def test_quantized_layers_use_their_quantizer(layer, x):
+    torch.manual_seed(0)
+    default, custom = layer(nbits=4), layer(nbits=4, quantizer=lambda w, bit, symmetric: w * 0)
+    custom.load_state_dict(default.state_dict())
+    assert custom.state_dict().keys() == default.state_dict().keys()
+    assert torch.equal(default.quantized_weight(), quantize(default.weight.detach(), 4))
+    assert not custom.quantized_weight().any()
+    assert not torch.allclose(default(x), custom(x))
+    assert "quantizer=<lambda>" in repr(custom) and "quantizer" not in repr(default)
+    with pytest.raises(TypeError, match="quantizer="):
+        layer(nbits=4, quantizer="ste_forward")
+
+
+@pytest.mark.parametrize("build, shape, count", [(resnet20, (2, 3, 8, 8), 20), (lenet5, (2, 1, 28, 28), 5)])
+def test_models_thread_the_quantizer_to_every_quantized_layer(build, shape, count):
+    torch.manual_seed(0)
+    calls = []
+
+    def counting(w, bit, symmetric=False):
+        calls.append(bit)
+        return quantize(w, bit, symmetric)
+
+    net, qnet = build(nbits=3).eval(), build(nbits=3, quantizer=counting).eval()
+    qnet.load_state_dict(net.state_dict())
+    quantized = [m for m in qnet.modules() if isinstance(m, (QConv2d, QLinear))]
+    assert len(quantized) == count and all(m.quantizer is counting for m in quantized)
+    x = torch.randn(shape)
+    assert torch.equal(qnet(x), net(x)) and calls == [3] * count  # labkit's quantizer, called through it
+    with pytest.raises(TypeError, match="quantizer="):
+        build(nbits=3, quantizer=1)
+
+
+def test_checkpoint_loader_passes_the_quantizer_on(tmp_path):
+    from labkit import checkpoints
+
+    torch.manual_seed(0)
+    path = tmp_path / "net.pt"
+    checkpoints.save_checkpoint(resnet20(), path, arch="resnet20", dataset="fashion-mnist-mini")
+    model, _ = checkpoints.load_model(path, nbits=2, quantizer=_no_mask)
+    assert all(m.quantizer is _no_mask for m in model.modules() if isinstance(m, QConv2d))
+
+
+def test_fixed_point_report_reads_what_the_forward_pass_uses():
+    torch.manual_seed(0)
+    net = resnet20(nbits=3)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, QConv2d):
+                m.weight.mul_(torch.rand_like(m.weight) > 0.5)  # pruned zeros
+    report = fixed_point_report(net)
+    assert len(report) == 20 and "head_conv" not in report
+    assert all(r["allowed"] == 8 and 2 <= r["levels"] <= 8 and r["zeros_kept"] for r in report.values())
+    assert all(0.4 < r["sparsity"] < 0.6 for r in report.values())
+    assert is_fixed_point(net)
+    assert not is_fixed_point(resnet20())  # a float model has no fixed-point layer at all
+    assert all(r["allowed"] == 7 for r in fixed_point_report(resnet20(nbits=3, symmetric=True)).values())
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_is_fixed_point_catches_the_plausible_bugs(symmetric):
+    torch.manual_seed(0)
+    state = resnet20().state_dict()
+    with torch.no_grad():
+        for key, value in state.items():
+            if key.endswith("conv1.weight"):
+                value.mul_(torch.rand_like(value) > 0.5)
+    # without the mask, a pruned 0 goes to a level; the symmetric grid's exact 0 keeps it 0 anyway
+    for quantizer, ok in ((None, True), (_off_by_one, False), (_no_mask, symmetric)):
+        net = resnet20(nbits=2, symmetric=symmetric, quantizer=quantizer)
+        net.load_state_dict(state)
+        assert is_fixed_point(net) is ok, quantizer
+    net = resnet20(nbits=2, symmetric=symmetric, quantizer=_off_by_one)
+    net.load_state_dict(state)
+    assert max(r["levels"] for r in fixed_point_report(net).values()) == 5  # 2^2 + 1
+
+
+def test_notebook_03_runs_every_quantized_model_on_the_students_forward_pass():
+    """(b) to (e) build their quantized models with quantizer=ste_forward, so a blank or wrong
+    ste_forward changes the graded runs, not only the function check of (a)."""
+    import re
+
+    import nbformat
+
+    from labkit.grading import REPO_DIR
+
+    nb = nbformat.read(REPO_DIR / "notebooks" / "03_quantization_resnet20.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    builds = [m for src in code for m in re.findall(r"resnet20\([^()]*nbits=[^()]*\)", src)]
+    assert len(builds) >= 4, builds  # (b), (c), (d), (e)
+    assert all("quantizer=ste_forward" in b for b in builds), builds

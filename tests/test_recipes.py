@@ -1,5 +1,7 @@
+import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -82,6 +84,52 @@ def test_global_iterative_prune_uses_one_threshold(tiny_data):
     assert max(report.values()) - min(report.values()) > 0.1  # not the same 70% in every layer
 
 
+def handout_prune(layer, q):  # the notebook's prune_by_percentage (numpy, returns nothing)
+    weight = layer.weight.data.cpu().numpy()
+    mask = torch.from_numpy(np.abs(weight) > np.percentile(np.abs(weight), q)).to(layer.weight.device)
+    layer.weight.data.mul_(mask)
+
+
+def handout_masks(net):
+    return {name: (layer.weight.data != 0).float() for name, layer in prune.prunable_layers(net)}
+
+
+def handout_keep(net, weight_mask):
+    for name, layer in prune.prunable_layers(net):
+        layer.weight.data.mul_(weight_mask[name])
+
+
+def test_iterative_prune_with_the_handouts_functions_makes_labkits_run(tiny_data):
+    torch.manual_seed(0)
+    reference = lenet5()
+    model = copy.deepcopy(reference)
+    recipes.iterative_prune(reference, tiny_data, TINY, progress=False)
+    schedule = recipes.prune_schedule(TINY, prune_layer=handout_prune, make_masks=handout_masks,
+                                      keep_masks=handout_keep)
+    recipes.iterative_prune(model, tiny_data, TINY, schedule=schedule, progress=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in reference.state_dict().items())
+    assert [(step["epoch"], step["q"], step["by_magnitude"]) for step in schedule.steps] == [
+        (0, 35.0, True), (1, 70.0, True)]
+    with pytest.raises(TypeError, match="prune_layer: with a ready schedule"):
+        recipes.iterative_prune(model, tiny_data, TINY, schedule=schedule, prune_layer=handout_prune)
+    with pytest.raises(TypeError, match="schedule=3"):
+        recipes.iterative_prune(model, tiny_data, TINY, schedule=3)
+
+
+def test_iterative_prune_runs_a_wrong_function_as_it_is(tiny_data):
+    def per_layer(net, q):  # a plausible wrong global_prune_by_percentage
+        for _, layer in prune.prunable_layers(net):
+            prune.prune_by_percentage(layer, q)
+
+    torch.manual_seed(0)
+    model = lenet5()
+    schedule = recipes.prune_schedule(TINY, global_=True, prune_net=per_layer)
+    recipes.iterative_prune(model, tiny_data, TINY, schedule=schedule, progress=False)
+    assert not any(step["by_magnitude"] for step in schedule.steps)  # not one threshold over all layers
+    report = prune.sparsity_report(model)
+    assert max(report.values()) - min(report.values()) < 0.01  # the same 70% everywhere
+
+
 # --- Lab 2 (e)'s model for Lab 3 -------------------------------------------------------------------
 
 
@@ -134,6 +182,20 @@ def test_layer_sensitivity_runs_on_the_profile_scan_fraction_of_the_test_images(
     assert {round(10 * acc, 6) % 1 for accs in results.values() for acc in accs} == {0.0}  # k / 10 images
     dense_acc, _ = recipes.layer_sensitivity(model, tiny_data, TINY, sparsities=(50,))
     assert dense_acc == train.evaluate(model, tiny_data)[1]  # no test subset: all 50 images
+
+
+def test_layer_sensitivity_prunes_with_the_given_function(tiny_data):
+    torch.manual_seed(0)
+    model = lenet5()
+    seen = []
+
+    def prune_layer(layer, q):
+        seen.append(q)
+        handout_prune(layer, q)
+
+    _, mine = recipes.layer_sensitivity(model, tiny_data, TINY, sparsities=(50, 90), prune_layer=prune_layer)
+    assert seen == [50, 90] * 5
+    assert mine == recipes.layer_sensitivity(model, tiny_data, TINY, sparsities=(50, 90))[1]
 
 
 def test_comparison_rows(tiny_data):

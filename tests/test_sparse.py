@@ -226,3 +226,94 @@ def test_bad_input_raises_value_error_naming_it(call, words):
 def test_non_numeric_data_raises_type_error():
     with pytest.raises(TypeError, match="X must be an array of numbers"):
         sparse.gd([["a"] * 5] * 3, Y3)
+
+
+# ---- the functions a notebook passes in (the student's) ----------------------------------------------
+
+def _wrapped():
+    """labkit's own functions behind new function objects: the solvers then take the row-by-row path."""
+    return dict(gradient=lambda X, y, W: sparse.gradient(X, y, W),
+                project_topk=lambda W, k: sparse.project_topk(W, k),
+                soft_threshold=lambda W, t: sparse.soft_threshold(W, t),
+                trimmed_soft_threshold=lambda W, t, n: sparse.trimmed_soft_threshold(W, t, n))
+
+
+def test_given_functions_reproduce_the_vectorized_lab(Xy):
+    X, y = Xy
+    fast = sparse.run(X, y, sparse.handout_methods())
+    slow = sparse.run(X, y, sparse.handout_methods(), **_wrapped())
+    for a, b in zip(fast, slow, strict=True):
+        assert a.label == b.label and a.support == b.support and a.support_step == b.support_step
+        np.testing.assert_allclose(a.W, b.W, rtol=0, atol=1e-12)
+
+
+def test_each_solver_calls_the_functions_it_is_given(Xy):
+    X, y = Xy
+    calls = []
+
+    def spy(name, fn):
+        def wrapper(*args):
+            calls.append((name, np.shape(args[0]) if name != "gradient" else np.shape(args[2])))
+            return fn(*args)
+        return wrapper
+
+    f = {name: spy(name, fn) for name, fn in _wrapped().items()}
+    sparse.gd(X, y, steps=3, gradient=f["gradient"])
+    sparse.projected_gd(X, y, steps=3, gradient=f["gradient"], project_topk=f["project_topk"])
+    sparse.l1_gd(X, y, lam=1.0, steps=3, gradient=f["gradient"])
+    sparse.proximal_l1(X, y, threshold=0.01, steps=3, gradient=f["gradient"],
+                       soft_threshold=f["soft_threshold"])
+    sparse.trimmed_l1(X, y, threshold=0.1, steps=3, gradient=f["gradient"],
+                      trimmed_soft_threshold=f["trimmed_soft_threshold"])
+    names = [name for name, _ in calls]
+    assert names.count("gradient") == 15 and names.count("project_topk") == 3
+    assert names.count("soft_threshold") == 3 and names.count("trimmed_soft_threshold") == 3
+    assert {shape for _, shape in calls} == {(5,)}  # one row at a time
+
+
+def test_a_wrong_function_changes_the_run(Xy):
+    X, y = Xy
+    right = sparse.projected_gd(X, y)
+    signed = sparse.projected_gd(X, y, project_topk=lambda W, k: np.where(W >= np.sort(W)[-k], W, 0.0))
+    assert right.support == (1, 4) and signed.support != (1, 4)
+    assert signed.loss[-1] > 1.0
+    frozen = sparse.gd(X, y, steps=5, gradient=lambda X, y, W: np.zeros_like(W))
+    np.testing.assert_array_equal(frozen.W, np.zeros((6, 5)))
+    # soft thresholding without max(., 0) shrinks like the subgradient step of (d): no exact zeros any more
+    no_max = sparse.proximal_l1(X, y, threshold=0.04,
+                                soft_threshold=lambda W, t: np.sign(W) * (np.abs(W) - t))
+    assert np.count_nonzero(no_max.W[-1]) == 5 and sparse.proximal_l1(X, y, threshold=0.04).support == (1, 4)
+
+
+def test_sweep_passes_the_functions_on(Xy):
+    X, y = Xy
+    identity = lambda W, t, n: W  # noqa: E731 - no proximal step at all: plain GD
+    runs = sparse.sweep("trimmed_l1", X, y, [0.02, 0.2], trimmed_soft_threshold=identity)
+    for run in runs:
+        np.testing.assert_allclose(run.W, sparse.gd(X, y).W, atol=1e-12)
+
+
+def test_given_functions_get_copies(Xy):
+    X, y = Xy
+
+    def vandal(X, y, W):
+        g = sparse.gradient(X, y, W)
+        W[:] = 99.0  # writes into its argument
+        X[:] = 0.0
+        return g
+
+    np.testing.assert_allclose(sparse.gd(X, y, steps=20, gradient=vandal).W, sparse.gd(X, y, steps=20).W,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(gradient=lambda X, y, W: np.zeros(4)), ValueError, "gradient must return an array of shape (5,)"),
+    (dict(gradient=lambda X, y, W: ["a"] * 5), TypeError, "gradient must return an array of numbers"),
+    (dict(gradient="2 X^T (XW - y)"), TypeError, "gradient must be a function"),
+    (dict(soft_threshold=lambda W, t: W[:2]), ValueError,
+     "soft_threshold must return an array of shape (5,)"),
+])
+def test_bad_functions_raise_naming_them(Xy, kwargs, error, words):
+    X, y = Xy
+    with pytest.raises(error, match=re.escape(words)):
+        sparse.run(X, y, [sparse.method("proximal_l1", 0.01, d=5)], steps=2, **kwargs)
