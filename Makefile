@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test full data-full lint bench sandbox
+.PHONY: run test test-grading full data-full lint bench sandbox
 
 $(BIN)/labkit: pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,7 +15,11 @@ run: $(BIN)/labkit
 	$(BIN)/labkit run --profile quick
 
 test: $(BIN)/labkit sandbox
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not harness"
+
+# Release and grade every notebook's solution, blank, hostile and planted versions (tests/test_student_grading.py).
+test-grading: $(BIN)/labkit sandbox
+	$(BIN)/pytest -m harness
 
 # labkit grade confines each submission's kernel with bubblewrap (Debian's package).
 sandbox:
