@@ -14,9 +14,11 @@ copy of the references without expected values), only the public ones that ship 
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
+import re
 import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -95,6 +97,16 @@ class Material:
     def catalog(self) -> dict:
         return self.references[grading.reference_name(self.lab, "quick", None)]["questions"]
 
+    def manual(self) -> dict[str, float]:
+        """``{grade_id: points}`` of the manually graded answer cells (nbgrader's: markdown cells with
+        ``grade`` and ``solution`` set), in notebook order."""
+        found = {}
+        for cell in self.notebook.cells:
+            meta = cell.get("metadata", {}).get("nbgrader") or {}
+            if cell.cell_type == "markdown" and meta.get("grade") and meta.get("solution"):
+                found[meta["grade_id"]] = float(meta.get("points", 0))
+        return found
+
     def recorded(self, profile: str, dataset: str | None) -> dict | None:
         doc = self.references.get(grading.reference_name(self.lab, profile, dataset))
         return None if doc is None else doc["questions"]
@@ -140,12 +152,14 @@ def threads_per_job(jobs: int) -> int:
 
 def grade_one(path: str | Path, material: Material, profile: str = "quick", timeout: float = 600.0,
               name: str | None = None, threads: int | None = None, sandbox: bool = True,
-              memory: int = DEFAULT_MEMORY) -> list[dict]:
+              memory: int = DEFAULT_MEMORY, feedback: Path | None = None) -> list[dict]:
     """Grade one submission: put the instructor's cells back (:func:`labkit.cells.restore`), run it in an
     isolated kernel in a temporary folder with ``threads`` torch threads, and score its answers here
     against ``material``: one row per catalog question, and a first row (question ``(notebook)``, 0
     points) whose message says what was put back or could not be matched. With ``sandbox`` the kernel
     runs in :mod:`labkit.sandbox` (no network, writes only in its folder, ``memory`` bytes at most).
+    Manually graded answer cells get a row each with an empty score (``MANUAL``). With ``feedback`` (a
+    folder) the executed notebook and its score table are written there as HTML (:func:`write_feedback`).
     The kernel sees only a stripped copy of the references (:func:`kernel_copy`), so it cannot read
     expected outputs, and rewriting any file changes neither its score nor any other submission's."""
     import nbformat
@@ -164,7 +178,7 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
         submission, notes = None, [f"not a readable notebook ({type(exc).__name__}: {str(exc)[:80]})"]
     if submission is not None:
         graded, notes = cells.restore(material.notebook, submission)
-    records = []
+    records, executed = [], None
     if submission is not None:
         with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
             answers, refs = Path(tmp) / "answers.jsonl", Path(tmp) / "references"
@@ -186,17 +200,77 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
                 client.execute(env=env)
             except DeadKernelError as exc:  # e.g. os._exit in a cell: grade what was answered before
                 notes.append(f"the kernel died ({exc})")
-            records = collect.records
+            records, executed = collect.records, client.nb
             if collect.foreign:
                 notes.append(f"answers written outside their check cells were ignored: "
                              f"{', '.join(sorted(set(collect.foreign)))}")
-    rows = grading.score_submission(material.catalog(), records, material.recorded(profile, None))
-    head = {"submission": name, "question": NOTES, "points": 0, "max_points": 0, "message": "; ".join(notes)}
-    return [head] + [{"submission": name, "question": r["question"], "points": r["points"],
-                      "max_points": r["max_points"], "message": r["message"]} for r in rows]
+    scored = grading.score_submission(material.catalog(), records, material.recorded(profile, None))
+    rows = [{"submission": name, "question": NOTES, "points": 0, "max_points": 0,
+             "message": "; ".join(notes)}]
+    rows += [{"submission": name, "question": r["question"], "points": r["points"],
+              "max_points": r["max_points"], "message": r["message"]} for r in scored]
+    rows += [{"submission": name, "question": q, "points": None, "max_points": p, "message": MANUAL}
+             for q, p in material.manual().items()]
+    if feedback is not None:
+        write_feedback(executed if executed is not None else nbformat.v4.new_notebook(), rows, feedback)
+    return rows
 
 
 NOTES = "(notebook)"
+MANUAL = "manually graded: score pending"
+
+
+def write_feedback(executed, rows: list[dict], folder: Path) -> Path:
+    """``<folder>/<submission>.html``: the executed notebook, then its score table (nbconvert's HTML)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    table = ["| question | points | max | message |", "|---|---|---|---|"]
+    for r in rows:
+        message = str(r["message"]).replace("|", "\\|").replace("\n", "<br>")
+        points = "" if r["points"] is None else f"{float(r['points']):g}"
+        table.append(f"| {r['question']} | {points} | {float(r['max_points']):g} | {message} |")
+    graded = [r for r in rows if r["points"] is not None]
+    total = (f"**Score: {sum(float(r['points']) for r in graded):g} / "
+             f"{sum(float(r['max_points']) for r in graded):g}** (manually graded answers not included)")
+    nb = nbformat.from_dict(copy.deepcopy(dict(executed)))
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Grading\n\n" + total + "\n\n" + "\n".join(table)))
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    name = rows[0]["submission"] if rows else "submission"
+    path = Path(folder) / (re.sub(r"[^A-Za-z0-9_.\-]", "_", name.removesuffix(".ipynb")) + ".html")
+    with atomic_open(path, "w") as f:
+        f.write(html)
+    return path
+
+
+def apply_manual(rows: list[dict], path: str | Path) -> list[dict]:
+    """``rows`` with the manual scores of a CSV (columns submission, question, points, and optionally
+    comment) filled into their ``MANUAL`` rows. ValueError for a submission or question that has no such
+    row, or points outside 0..max_points."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        scores = list(reader)
+        columns = set(reader.fieldnames or ())
+    if not {"submission", "question", "points"} <= columns:
+        raise ValueError(f"{path}: allowed is a CSV with columns submission, question, points (and "
+                         f"optionally comment), got {sorted(columns)}")
+    index = {(r["submission"], r["question"]): i for i, r in enumerate(rows) if r["message"] == MANUAL
+             or str(r["message"]).startswith("manually graded")}
+    out = [dict(r) for r in rows]
+    for line, s in enumerate(scores, 2):
+        key = (s["submission"], s["question"])
+        if key not in index:
+            raise ValueError(f"{path} line {line}: {key[0]!r} has no manually graded question {key[1]!r}")
+        row = out[index[key]]
+        try:
+            points = float(s["points"])
+        except ValueError:
+            raise ValueError(f"{path} line {line}: points={s['points']!r}: allowed is a number") from None
+        if not 0 <= points <= float(row["max_points"]):
+            raise ValueError(f"{path} line {line}: points={points:g}: allowed is 0 to {row['max_points']:g}")
+        comment = (s.get("comment") or "").strip()
+        row["points"], row["message"] = points, "manually graded" + (f": {comment}" if comment else "")
+    return out
 
 
 class _AnswerCollector:
@@ -231,7 +305,8 @@ class _AnswerCollector:
 
 def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "quick", jobs: int = 1,
           timeout: float = 600.0, shard: tuple[int, int] | None = None, root: Path | None = None,
-          instructor: Path | None = None, sandbox: bool = True, memory: int = DEFAULT_MEMORY) -> list[dict]:
+          instructor: Path | None = None, sandbox: bool = True, memory: int = DEFAULT_MEMORY,
+          feedback: Path | None = None) -> list[dict]:
     """Grade the submissions of this shard, ``jobs`` at a time, each in its own process with its share of
     the cores; rows are ordered by submission name, then by the catalog's question order."""
     root = root or Path.cwd()
@@ -241,7 +316,7 @@ def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "qu
     threads = threads_per_job(jobs)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads, sandbox,
-                               memory) for p, n, lab_name in chosen]
+                               memory, feedback) for p, n, lab_name in chosen]
         results = [f.result() for f in futures]
     return sorted((row for rows in results for row in rows), key=lambda r: r["submission"])
 
@@ -270,7 +345,8 @@ def read_csv(path: str | Path) -> list[dict]:
             columns = reader.fieldnames
         if tuple(columns or ()) != CSV_FIELDS:
             raise ValueError(f"columns {columns}")
-        return [{**r, "points": float(r["points"]), "max_points": float(r["max_points"])} for r in rows]
+        return [{**r, "points": None if r["points"] == "" else float(r["points"]),
+                 "max_points": float(r["max_points"])} for r in rows]
     except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
         raise ValueError(f"{path} is not a labkit grade CSV ({exc}); allowed is a CSV with the columns "
                          f"{', '.join(CSV_FIELDS)}, as `labkit grade --csv` writes it") from None
@@ -290,14 +366,17 @@ def merge(paths: list[str | Path]) -> list[dict]:
 
 
 def summary(rows: list[dict]) -> str:
-    """One line per submission: points, maximum and the failed questions."""
+    """One line per submission: points, maximum, manual points still pending and the failed questions."""
     totals: dict[str, list] = {}
     for r in rows:
-        t = totals.setdefault(r["submission"], [0.0, 0.0, []])
+        t = totals.setdefault(r["submission"], [0.0, 0.0, 0.0, []])
+        if r["points"] is None:
+            t[2] += float(r["max_points"])
+            continue
         t[0] += float(r["points"])
         t[1] += float(r["max_points"])
-        if r["message"]:
-            t[2].append(r["question"])
-    table = [{"submission": s, "points": f"{p:g}", "max": f"{m:g}", "failed": ", ".join(f) or "-"}
-             for s, (p, m, f) in totals.items()]
+        if r["message"] and float(r["points"]) < float(r["max_points"]):
+            t[3].append(r["question"])
+    table = [{"submission": s, "points": f"{p:g}", "max": f"{m:g}", "manual pending": f"{w:g}",
+              "failed": ", ".join(f) or "-"} for s, (p, m, w, f) in totals.items()]
     return grading.format_table(table)

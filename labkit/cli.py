@@ -108,7 +108,10 @@ def _grade(args) -> int:
                   "without hidden cases (`labkit release` writes the instructor folder)", file=sys.stderr)
         rows = autograde.grade(submissions, lab=args.lab, profile=args.profile, jobs=args.jobs,
                                timeout=args.timeout, shard=shard, instructor=args.instructor,
-                               sandbox=not args.no_sandbox, memory=int(args.memory * 2**30))
+                               sandbox=not args.no_sandbox, memory=int(args.memory * 2**30),
+                               feedback=args.feedback)
+    if args.manual:
+        rows = autograde.apply_manual(rows, args.manual)
     if args.csv:
         autograde.write_csv(rows, args.csv)
     print(autograde.summary(rows))
@@ -172,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="instructor folder from `labkit release` (source notebooks, references with hidden "
                         "cases); default: the kit's notebooks and public references")
     p.add_argument("--memory", type=float, default=6.0, help="GiB of memory per submission's kernel")
+    p.add_argument("--feedback", type=Path, help="folder for one HTML per submission: notebook + score table")
+    p.add_argument("--manual", type=Path,
+                   help="CSV of manual scores (submission, question, points[, comment]) merged into the rows")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run kernels unconfined (default: bubblewrap: no network, writes only in its folder)")
     p.set_defaults(func=_grade)

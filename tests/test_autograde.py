@@ -60,7 +60,8 @@ def graded(tmp_path_factory):
     _submission(subs / "carol_01_sparse_linear.ipynb", _crash_and_hang)
     mp = pytest.MonkeyPatch()
     mp.setenv(grading.REFERENCES_ENV, str(refs))
-    rows = autograde.grade(autograde.find_submissions([subs]), jobs=2, timeout=20, root=root)
+    rows = autograde.grade(autograde.find_submissions([subs]), jobs=2, timeout=20, root=root,
+                           feedback=root / "feedback")
     assert (refs / "01_sparse_linear.quick.json").read_text() == \
         (grading.REFERENCES_DIR / "01_sparse_linear.quick.json").read_text()  # the kit's copy is untouched
     yield root, rows, mp
@@ -76,6 +77,14 @@ def test_a_correct_submission_gets_full_marks(graded):
     alice = [r for r in rows if "alice" in r["submission"]]
     assert sum(r["points"] for r in alice) == sum(r["max_points"] for r in alice) == 30
     assert alice[0]["question"] == autograde.NOTES and not alice[0]["message"]
+
+
+def test_every_submission_gets_a_feedback_page_with_its_score(graded):
+    root, _, _ = graded
+    pages = sorted(p.name for p in (root / "feedback").glob("*.html"))
+    assert pages == ["subs_alice_01_sparse_linear.html", "subs_bob_01_sparse_linear.html",
+                     "subs_carol_01_sparse_linear.html"]
+    assert "Score: 30 / 30" in (root / "feedback" / pages[0]).read_text()
 
 
 def test_planted_bug_loses_exactly_its_question_and_tampering_gains_nothing(graded):

@@ -1,0 +1,67 @@
+"""Manual points and feedback: answer cells become CSV rows with an empty score, an instructor's CSV of
+manual scores fills them in, and each submission's feedback is one HTML page with its score table."""
+
+import nbformat
+import pytest
+
+from labkit import autograde
+
+
+def _rows():
+    return [{"submission": "a.ipynb", "question": autograde.NOTES, "points": 0, "max_points": 0,
+             "message": ""},
+            {"submission": "a.ipynb", "question": "c.W", "points": 2, "max_points": 2, "message": ""},
+            {"submission": "a.ipynb", "question": "answer-c", "points": None, "max_points": 3,
+             "message": autograde.MANUAL},
+            {"submission": "b.ipynb", "question": "answer-c", "points": None, "max_points": 3,
+             "message": autograde.MANUAL}]
+
+
+def test_manual_scores_merge_into_the_totals(tmp_path):
+    scores = tmp_path / "manual.csv"
+    scores.write_text("submission,question,points,comment\na.ipynb,answer-c,2.5,good | clear\n")
+    rows = autograde.apply_manual(_rows(), scores)
+    assert rows[2]["points"] == 2.5 and rows[2]["message"] == "manually graded: good | clear"
+    assert rows[3]["points"] is None  # b's answer is still pending
+    table = autograde.summary(rows)
+    assert "4.5" in table.splitlines()[2] and "3" in table.splitlines()[3]
+    out = tmp_path / "all.csv"
+    autograde.write_csv(rows, out)
+    assert [r["points"] for r in autograde.read_csv(out)] == [0.0, 2.0, 2.5, None]
+
+
+@pytest.mark.parametrize("line, words", [
+    ("a.ipynb,c.W,1", "has no manually graded question 'c.W'"),
+    ("z.ipynb,answer-c,1", "'z.ipynb' has no manually graded"),
+    ("a.ipynb,answer-c,4", "allowed is 0 to 3"),
+    ("a.ipynb,answer-c,lots", "allowed is a number"),
+])
+def test_bad_manual_scores_are_refused_by_line(tmp_path, line, words):
+    scores = tmp_path / "manual.csv"
+    scores.write_text("submission,question,points\n" + line + "\n")
+    with pytest.raises(ValueError, match="line 2") as err:
+        autograde.apply_manual(_rows(), scores)
+    assert words in str(err.value)
+    scores.write_text("who,what\nx,y\n")
+    with pytest.raises(ValueError, match="columns submission, question, points"):
+        autograde.apply_manual(_rows(), scores)
+
+
+def test_answer_cells_are_manual_questions():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("Explain."),
+                nbformat.v4.new_markdown_cell("YOUR ANSWER HERE", metadata={"nbgrader": {
+                    "grade": True, "solution": True, "grade_id": "answer-1.1", "points": 1,
+                    "locked": False, "schema_version": 3}})]
+    assert autograde.Material("x", nb, {}).manual() == {"answer-1.1": 1.0}
+
+
+def test_feedback_is_the_executed_notebook_and_its_score_table(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(41 + 1)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="42\n")])]
+    path = autograde.write_feedback(nb, [{**r, "submission": "class/jdoe_01.ipynb"} for r in _rows()[:3]],
+                                    tmp_path)
+    html = path.read_text()
+    assert path.name == "class_jdoe_01.html"
+    assert "42" in html and "Score: 2 / 2" in html and "answer-c" in html
