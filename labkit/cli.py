@@ -95,6 +95,24 @@ def _references(args) -> int:
     return 0
 
 
+def _tag(args) -> int:
+    import nbformat
+
+    from labkit import autograde, cells
+    from labkit.atomic import atomic_open
+
+    for nb_path in find_notebooks(args.notebooks):
+        catalog = autograde.load_material(nb_path.stem).catalog()
+        nb = nbformat.read(nb_path, as_version=4)
+        before = nbformat.writes(nb)
+        added = cells.tag(nb, {q: e["points"] for q, e in catalog.items()})
+        if nbformat.writes(nb) != before:
+            with atomic_open(nb_path, "w") as f:
+                nbformat.write(nb, f)
+        print(f"{nb_path.name}: {len(added)} new cell ids" + (f" ({', '.join(added)})" if added else ""))
+    return 0
+
+
 def _grade(args) -> int:
     from labkit import autograde
 
@@ -189,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=PROFILES, default="quick", help="profile the validation grades with")
     p.add_argument("--no-validate", action="store_true", help="skip grading both versions")
     p.set_defaults(func=_release)
+
+    p = sub.add_parser("tag", help="give code cells nbgrader metadata (ids kept, points from references)")
+    p.add_argument("notebooks", nargs="*", help="names or paths (default: every notebook in notebooks/)")
+    p.set_defaults(func=_tag)
 
     p = sub.add_parser("references", help="regenerate notebooks' grading references from the solution run")
     p.add_argument("notebooks", nargs="+")
