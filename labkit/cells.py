@@ -26,6 +26,7 @@ _REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n.*?^[ \t]*{re.escape(
                      re.MULTILINE | re.DOTALL)
 _QUESTION = re.compile(r"grader\.check(?:_function)?\(\s*[\"']([^\"']+)[\"']")
 _SCHEMA = 3
+ANSWER_STUB = "YOUR ANSWER HERE"  # what nbgrader puts in a written answer's cell
 
 
 def grade_id(cell) -> str | None:
@@ -117,8 +118,8 @@ def restore(instructor, submission) -> tuple[object, list[str]]:
     notes = [f"cell {cid!r} appears more than once; the first copy counts" for cid in sorted(set(duplicates))]
     by_name = not mine  # no cell ids at all (e.g. copied into a new notebook): match solutions by function
     if by_name:
-        notes.append("the submission's cells carry no ids: solution cells matched by the functions they "
-                     "define; cells the student added were not run")
+        notes.append("the submission's cells carry no ids: solution cells matched by the functions and "
+                     "names they define; cells the student added were not run")
     graded = copy.deepcopy(instructor)
     cells = [] if by_name else list(extras[None])
     restored, missing = [], []
@@ -159,9 +160,9 @@ def _as_code(theirs, instructor_cell):
 
 
 def _by_functions(instructor_cell, submission):
-    """The last code cell of ``submission`` that defines every function ``instructor_cell`` holds a
-    solution region in, or None."""
-    wanted = set(blank_solutions(instructor_cell.source)[1])
+    """The last code cell of ``submission`` that defines every function and name ``instructor_cell``
+    defines at top level (``def f``, ``ANSWER_1_1 = ...``), or None."""
+    wanted = _defined(instructor_cell.source)
     found = None
     for cell in submission.cells:
         if cell.cell_type == "code" and wanted and wanted <= _defined(cell.source):
@@ -174,4 +175,6 @@ def _defined(source: str) -> set[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return set()
-    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    return names | {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+                    if isinstance(t, ast.Name)}

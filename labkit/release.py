@@ -29,8 +29,9 @@ BLANK_SHARE = 0.10  # the most a blank student version may score: only questions
 
 
 def student_version(nb) -> tuple[object, list[str]]:
-    """A copy of ``nb`` with solutions blanked and outputs stripped, and the blanked function names. A
-    notebook without solution regions is refused (nothing for students to do)."""
+    """A copy of ``nb`` with code solutions blanked, written answers (markdown solution cells) replaced by
+    ``YOUR ANSWER HERE`` and outputs stripped, and the blanked function names. A notebook without solution
+    regions is refused (nothing for students to do)."""
     nb = nbformat.reads(nbformat.writes(nb), as_version=4)
     blanked = []
     for cell in nb.cells:
@@ -38,6 +39,8 @@ def student_version(nb) -> tuple[object, list[str]]:
             cell.source, names = cells.blank_solutions(cell.source)
             blanked += names
             _strip(cell)
+        elif cells.is_solution(cell):  # a written answer: nbgrader's stub, as its ClearSolutions writes it
+            cell.source = cells.ANSWER_STUB
     if not any("# YOUR CODE HERE" in c.source for c in nb.cells if c.cell_type == "code"):
         raise ValueError(f"no {cells.BEGIN} / {cells.END} region: nothing to release")
     return nb, sorted(set(blanked))

@@ -56,6 +56,10 @@ def test_restore_runs_a_missing_solution_blank_and_matches_cells_without_ids_by_
     graded, notes = cells.restore(source, plain)
     assert graded.cells[1].source == "def f(x):\n    return x\n" and "carry no ids" in notes[0]
     assert "x = 1" not in [c.source for c in graded.cells]
+    quiz = new_notebook(cells=[new_code_cell("### BEGIN SOLUTION\nANSWER = True\n### END SOLUTION")])
+    cells.tag(quiz, {})
+    graded, _ = cells.restore(quiz, new_notebook(cells=[new_code_cell("ANSWER = False")]))
+    assert graded.cells[0].source == "ANSWER = False"  # matched by the name it assigns
 
 
 @pytest.mark.parametrize("path", sorted((grading.REPO_DIR / "notebooks").glob("[0-9][0-9]_*.ipynb")))
