@@ -17,8 +17,14 @@ NOTEBOOKS = REPO / "notebooks"
 
 
 def _train(args) -> int:
+    from labkit.checkpoints import load_checkpoint, pretrained_path
     from labkit.pretrain import pretrain
 
+    target = args.out or pretrained_path(args.model, args.dataset)
+    if Path(target).is_file():
+        old = load_checkpoint(target)[1]
+        print(f"replacing {target} (test accuracy {100 * old.get('accuracy', float('nan')):.2f}%, "
+              f"recipe {old.get('recipe')})")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
                                    ("seed", args.seed)) if v is not None}
     _, meta = pretrain(args.model, args.dataset, out=args.out, device=args.device, **overrides)
@@ -56,7 +62,7 @@ def _score(results: Path) -> tuple[float, float, list[str]]:
 
 
 def _run(args) -> int:
-    out_dir = args.out or REPO / "runs" / args.profile
+    out_dir = (args.out or REPO / "runs" / args.profile).resolve()  # kernels run in notebooks/, not here
     params = {"PROFILE": args.profile, "DATASET": args.dataset}
     rows, failures = [], 0
     for nb in find_notebooks(args.notebooks):

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from labkit import checkpoints, data, models, train
@@ -23,11 +24,13 @@ RECIPES = {
 def pretrain(arch: str, dataset: str, *, out: str | Path | None = None, device=None, progress: bool = True,
              **overrides) -> tuple[nn.Module, dict]:
     """Train ``arch`` on ``dataset`` with its recipe (fields overridable, e.g. ``epochs=5``), keep the
-    best epoch, save it to ``out`` (default: the registry path) and return ``(model, meta)``."""
+    best epoch, save it to ``out`` (default: the registry path) and return ``(model, meta)``. The recipe's
+    seed is set before the model is built, so the same command gives the same weights on one machine."""
     if arch not in RECIPES:
         raise ValueError(f"arch={arch!r}: allowed are {', '.join(RECIPES)}")
     config = replace(RECIPES[arch], **overrides)
     ds = data.load(dataset)
+    torch.manual_seed(config.seed)  # the initial weights are part of the recipe
     model = models.build(arch, num_classes=ds.num_classes, in_channels=ds.in_channels)
     start = time.perf_counter()
     history = train.fit(model, ds, config, device=device, progress=progress, desc=f"{arch}/{dataset}")

@@ -71,3 +71,17 @@ def test_committed_pretrained_checkpoints_load_and_state_their_accuracy(arch, da
     path = checkpoints.CHECKPOINT_DIR / f"{arch}-{dataset}.pt"
     model, meta = checkpoints.load_model(path, arch=arch, dataset=dataset)
     assert 0.8 < meta["accuracy"] <= 1 and meta["recipe"]["epochs"] > 0
+
+
+def test_pretraining_is_reproducible_and_labkit_train_says_what_it_replaces(tmp_path, capsys):
+    from labkit import cli
+    from labkit.pretrain import pretrain
+
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    for out in (a, b):
+        pretrain("lenet5", "fashion-mnist-mini", out=out, progress=False, epochs=1, device="cpu")
+    state_a, state_b = checkpoints.load_checkpoint(a)[0], checkpoints.load_checkpoint(b)[0]
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)  # seeded before the model is built
+    assert cli.main(["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "1", "--device", "cpu",
+                     "--out", str(a)]) == 0
+    assert f"replacing {a} (test accuracy" in capsys.readouterr().out

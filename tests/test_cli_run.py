@@ -34,8 +34,18 @@ def test_run_exits_zero_when_all_pass(tmp_path):
 
 
 def test_unknown_notebook_is_named():
-    with pytest.raises(SystemExit, match="no notebook 'nope'"):
+    with pytest.raises(FileNotFoundError, match="no notebook 'nope'"):
         cli.find_notebooks(["nope"])
+
+
+def test_a_relative_out_folder_still_reaches_the_kernel(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the kernel runs in the notebook's folder, not here
+    (tmp_path / "nbs").mkdir()
+    body = ('import os, pathlib\np = pathlib.Path(os.environ["LABKIT_RESULTS"])\n'
+            "assert p.is_absolute() and p.parent.is_dir()")
+    nb = _notebook(tmp_path / "nbs" / "01_rel.ipynb", body)
+    assert cli.main(["run", str(nb), "--out", "runs/x"]) == 0
+    assert (tmp_path / "runs" / "x" / "01_rel.ipynb").is_file()
 
 
 def test_default_notebooks_are_the_numbered_ones():
