@@ -132,7 +132,8 @@ def validate(release: Release, profile: str = "quick", timeout: float = 600.0) -
     functions = {q: e.get("function") for q, e in material.catalog().items() if e["kind"] == "function"}
 
     def grade(path):  # automatic points only: written answers wait for the instructor
-        return [r for r in autograde.grade_one(path, material, profile, timeout)[1:] if r["points"] is not None]
+        rows = autograde.grade_one(path, material, profile, timeout)[1:]
+        return [r for r in rows if r["points"] is not None]
 
     solution, student = grade(release.instructor / f"{release.lab}.ipynb"), grade(release.student)
     expected = sorted(q for q, f in functions.items() if f in release.blanked)
