@@ -32,7 +32,7 @@ WRONG = {"ste_forward": '''def ste_forward(w, bit, symmetric=False):
     return wq * weight_mask
 '''}
 
-DOWNSTREAM = {"ste_forward": ["a.ste_forward", "b.fixed_point", "e.fixed_point"]}
+DOWNSTREAM = {"ste_forward": ["a.ste_forward", "a.zero_pattern", "b.fixed_point", "e.fixed_point"]}
 
 # Forgets the handout's mask: a pruned weight goes to the nearest asymmetric level instead of staying 0
 # (the symmetric grid's exact 0 hides the bug there).
