@@ -43,6 +43,6 @@ def test_nbgrader_generates_autogrades_and_feeds_back(tmp_path, lab):
     nbgrader(course, "generate_feedback", "ps1")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         alice, bob = (gb.find_submission("ps1", s) for s in ("alice", "bob"))
-        assert alice.max_code_score > 0 and alice.code_score == alice.max_code_score  # answers wait for a human
+        assert alice.max_code_score > 0 and alice.code_score == alice.max_code_score  # answers: by hand
         assert bob.score <= 0.1 * bob.max_score
     assert (course / "feedback" / "alice" / "ps1" / f"{lab}.html").is_file()
