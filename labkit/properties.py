@@ -111,7 +111,7 @@ def problems(spec: dict, answer, answers: dict) -> list[str]:
     if "all_of" in spec:
         return [p for s in spec["all_of"] for p in problems(s, answer, answers)]
     leaves = _leaves(answer)
-    if leaves is None:
+    if not leaves:  # None: not numbers; []: nothing measured (e.g. a loop that raised before its first step)
         return [f"expected numbers, got {answer!r:.80}"]
     if "between" in spec:
         lo, hi = spec["between"]

@@ -45,6 +45,7 @@ def test_a_missing_referenced_answer_or_a_non_number_is_a_problem_not_a_crash():
     assert "was not given" in judge(P.at_least("dense"), 0.9)[0]
     assert "expected numbers" in judge(P.between(0, 1), "abc")[0]
     assert judge(P.between(0, 1), float("nan")) != []
+    assert judge(P.equals(True), {}) != [] and judge(P.ordered("increasing"), []) != []  # nothing measured
     assert P.referenced(P.all_of(P.at_least("a"), P.same_as("b"), P.between(0, 1))) == ["a", "b"]
 
 
