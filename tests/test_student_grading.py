@@ -88,7 +88,8 @@ def hostile(student, lab: str):
     """The blank version with its first check cell forging answers, its second deleted, and an added
     forging cell after the first solution cell."""
     nb = copy.deepcopy(student)
-    checks = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    checks = [i for i, c in enumerate(nb.cells)
+              if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")]
     nb.cells[checks[0]].source = FORGE.format(lab=lab)
     del nb.cells[checks[1]]
     first_solution = next(i for i, c in enumerate(nb.cells) if cells.is_solution(c))
