@@ -200,6 +200,9 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
                 client.execute(env=env)
             except DeadKernelError as exc:  # e.g. os._exit in a cell: grade what was answered before
                 notes.append(f"the kernel died ({exc})")
+            finally:
+                if km is not None and km.has_kernel:  # nbclient shuts down only kernels it started itself
+                    km.shutdown_kernel(now=True)
             records, executed = collect.records, client.nb
             if collect.foreign:
                 notes.append(f"answers written outside their check cells were ignored: "
