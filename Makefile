@@ -17,7 +17,7 @@ run: $(BIN)/labkit
 test: $(BIN)/labkit sandbox
 	$(BIN)/pytest -m "not harness"
 
-# Release and grade every notebook's solution, blank, hostile and planted versions (tests/test_student_grading.py).
+# Release and grade the model-training notebooks' solution, blank, hostile, planted versions (tests/test_student_grading.py).
 test-grading: $(BIN)/labkit sandbox
 	$(BIN)/pytest -m harness
 
