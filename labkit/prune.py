@@ -572,15 +572,15 @@ def _channel_cuts(model: nn.Module, ratio: float) -> list[_ChannelCut]:
     return cuts
 
 
-def channel_masks(model: nn.Module, ratio: float) -> dict[str, torch.Tensor]:
-    """Masks equivalent to ``channel_prune(model, ratio)``: the removed output channels of each
+def channel_masks(model: nn.Module, ratio: float, keep_fn=None) -> dict[str, torch.Tensor]:
+    """Masks equivalent to ``channel_prune(model, ratio, keep_fn)``: the removed output channels of each
     producer conv AND the matching input channels / features of the consumer are masked. Masking the
     consumer's inputs is what makes it exact: a zeroed channel still leaves ReLU(BN(0)) or ReLU(bias)
     != 0, which the consumer now ignores, so BatchNorm and biases need no change. After
     ``apply_masks(copy, masks)`` the copy computes what the physical model computes (train or eval
     mode) and its nonzero weights in these layers are the physical model's weights."""
     masks: dict[str, torch.Tensor] = {}
-    for cut in _channel_cuts(model, ratio):
+    for cut in _cuts(model, ratio, keep_fn):
         producer, consumer = model.get_submodule(cut.producer), model.get_submodule(cut.consumer)
         rows = torch.zeros_like(producer.weight, dtype=torch.bool)
         rows[cut.keep] = True
@@ -600,14 +600,15 @@ def _index_(module: nn.Module, name: str, dim: int, index: torch.Tensor) -> None
     setattr(module, name, nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new)
 
 
-def channel_prune(model: nn.Module, ratio: float) -> nn.Module:
+def channel_prune(model: nn.Module, ratio: float, keep_fn=None) -> nn.Module:
     """A physically smaller deep copy of ``model`` (which is left unchanged): in each producer conv
     keep the max(1, round((1 - ratio) * C)) output channels of largest L2 norm, together with the
     following BatchNorm's entries and the next layer's matching inputs. LeNet-5: conv1 (-> conv2) and
     conv2 (-> fc1, whose input features come in 5x5 blocks per channel). ResNet-20: the inner
     channels of each basic block (conv1 outputs, bn1, conv2 inputs); the residual width is intact.
-    Layer classes (quantized ones included) are kept; their size attributes are updated."""
-    cuts = _channel_cuts(model, ratio)
+    Layer classes (quantized ones included) are kept; their size attributes are updated. ``keep_fn``
+    (see ``_cuts``) chooses the kept channels instead, e.g. a student's ``channels_to_keep``."""
+    cuts = _cuts(model, ratio, keep_fn)
     small = copy.deepcopy(model)
     for cut in cuts:
         producer = small.get_submodule(cut.producer)
@@ -626,14 +627,11 @@ def channel_prune(model: nn.Module, ratio: float) -> nn.Module:
     return small
 
 
-# ---------------------------------------------------------------------------------------------------
-# Channel pruning by a given choice of channels: notebook 05's runs use its student's
-# ``channels_to_keep``. ``channel_masks`` / ``channel_prune`` above are these with labkit's choice.
-
-
-def _cuts_chosen_by(model: nn.Module, ratio: float, keep_fn) -> list[_ChannelCut]:
-    """``_channel_cuts`` with each producer's kept channels chosen by ``keep_fn(weight, ratio)``, a bool
-    tensor of length C_out (True = kept)."""
+def _cuts(model: nn.Module, ratio: float, keep_fn=None) -> list[_ChannelCut]:
+    """``_channel_cuts``, or with each producer's kept channels chosen by ``keep_fn(weight, ratio)``, a
+    bool tensor of length C_out (True = kept)."""
+    if keep_fn is None:
+        return _channel_cuts(model, ratio)
     cuts = []
     for cut in _channel_cuts(model, ratio):  # checks the ratio and the architecture
         weight = model.get_submodule(cut.producer).weight.detach()
@@ -648,43 +646,6 @@ def _cuts_chosen_by(model: nn.Module, ratio: float, keep_fn) -> list[_ChannelCut
             raise ValueError(f"keep_fn keeps no output channel of {cut.producer}: allowed is at least one")
         cuts.append(_ChannelCut(cut.producer, cut.norm, cut.consumer, index, cut.block))
     return cuts
-
-
-def channel_masks_by(model: nn.Module, ratio: float, keep_fn) -> dict[str, torch.Tensor]:
-    """``channel_masks`` with the output channels of each producer conv chosen by
-    ``keep_fn(weight, ratio)`` (a bool tensor of length C_out, e.g. a student's ``channels_to_keep``)."""
-    masks: dict[str, torch.Tensor] = {}
-    for cut in _cuts_chosen_by(model, ratio, keep_fn):
-        producer, consumer = model.get_submodule(cut.producer), model.get_submodule(cut.consumer)
-        rows = torch.zeros_like(producer.weight, dtype=torch.bool)
-        rows[cut.keep] = True
-        cols = torch.zeros_like(consumer.weight, dtype=torch.bool)
-        cols[:, cut.input_index()] = True
-        masks[cut.producer] = masks.get(cut.producer, True) & rows
-        masks[cut.consumer] = masks.get(cut.consumer, True) & cols
-    return masks
-
-
-def channel_prune_by(model: nn.Module, ratio: float, keep_fn) -> nn.Module:
-    """``channel_prune`` (a physically smaller deep copy; ``model`` is unchanged) with the output
-    channels of each producer conv chosen by ``keep_fn(weight, ratio)`` (see ``channel_masks_by``)."""
-    cuts = _cuts_chosen_by(model, ratio, keep_fn)
-    small = copy.deepcopy(model)
-    for cut in cuts:
-        producer = small.get_submodule(cut.producer)
-        for name in ("weight", "bias"):
-            _index_(producer, name, 0, cut.keep)
-        producer.out_channels = len(cut.keep)
-        if cut.norm is not None:
-            norm = small.get_submodule(cut.norm)
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                _index_(norm, name, 0, cut.keep)
-            norm.num_features = len(cut.keep)
-        consumer = small.get_submodule(cut.consumer)
-        _index_(consumer, "weight", 1, cut.input_index())
-        size = "in_channels" if isinstance(consumer, nn.Conv2d) else "in_features"
-        setattr(consumer, size, consumer.weight.shape[1])
-    return small
 
 
 def keeps_largest_channels(weight: torch.Tensor, keep, ratio: float) -> bool:

@@ -614,24 +614,24 @@ def _smallest_norms(weight, ratio):
 
 
 @pytest.mark.parametrize("make", [lenet5, resnet20])
-def test_channel_prune_by_the_largest_norms_is_channel_prune(make):
+def test_channel_prune_keep_fn_the_largest_norms_is_channel_prune(make):
     torch.manual_seed(0)
     model = make().eval()
-    ours, theirs = P.channel_prune(model, 0.3), P.channel_prune_by(model, 0.3, _largest_norms)
+    ours, theirs = P.channel_prune(model, 0.3), P.channel_prune(model, 0.3, keep_fn=_largest_norms)
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(),
                                                   strict=True))
-    masks, by = P.channel_masks(model, 0.3), P.channel_masks_by(model, 0.3, _largest_norms)
+    masks, by = P.channel_masks(model, 0.3), P.channel_masks(model, 0.3, keep_fn=_largest_norms)
     assert masks.keys() == by.keys() and all(torch.equal(masks[k], by[k]) for k in masks)
 
 
-def test_channel_prune_by_another_choice_cuts_those_channels():
+def test_channel_prune_keep_fn_another_choice_cuts_those_channels():
     torch.manual_seed(0)
     model = lenet5().eval()
-    small = P.channel_prune_by(model, 0.5, _smallest_norms)
+    small = P.channel_prune(model, 0.5, keep_fn=_smallest_norms)
     keep = _smallest_norms(model.conv1.weight, 0.5).nonzero().flatten()
     assert torch.equal(small.conv1.weight, model.conv1.weight[keep])
     masked = copy.deepcopy(model)
-    P.apply_masks(masked, P.channel_masks_by(model, 0.5, _smallest_norms))
+    P.apply_masks(masked, P.channel_masks(model, 0.5, keep_fn=_smallest_norms))
     x = torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(small(x), masked(x))
     assert not P.keeps_largest_channels(model.conv1.weight, _smallest_norms(model.conv1.weight, 0.5), 0.5)
@@ -640,11 +640,11 @@ def test_channel_prune_by_another_choice_cuts_those_channels():
     assert not P.keeps_largest_channels(model.conv1.weight, torch.ones(6), 0.0)  # not a bool mask
 
 
-def test_channel_prune_by_refuses_a_bad_choice():
+def test_channel_prune_keep_fn_refuses_a_bad_choice():
     model = lenet5()
     with pytest.raises(ValueError, match="bool tensor of shape"):
-        P.channel_prune_by(model, 0.5, lambda w, r: torch.ones(3, dtype=torch.bool))
+        P.channel_prune(model, 0.5, keep_fn=lambda w, r: torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="keeps no output channel"):
-        P.channel_masks_by(model, 0.5, lambda w, r: torch.zeros(w.shape[0], dtype=torch.bool))
+        P.channel_masks(model, 0.5, keep_fn=lambda w, r: torch.zeros(w.shape[0], dtype=torch.bool))
     with pytest.raises(ValueError, match="ratio"):
-        P.channel_prune_by(model, 1.0, _largest_norms)
+        P.channel_prune(model, 1.0, keep_fn=_largest_norms)
