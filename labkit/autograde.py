@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from labkit import grading
+from labkit import cells, grading
 from labkit.atomic import atomic_open
 from labkit.sandbox import DEFAULT_MEMORY, kernel_manager
 
@@ -118,8 +118,6 @@ def load_material(lab: str, instructor: Path | None = None) -> Material:
     :func:`labkit.cells.tag` gives them, as ``labkit release`` does."""
     import nbformat
 
-    from labkit import cells
-
     source = (Path(instructor) / f"{lab}.ipynb") if instructor else grading.resolve_notebook(lab)
     refs = references_dir(instructor)
     docs = {p.name: json.loads(p.read_text()) for p in refs.glob(f"{lab}.*.json")}
@@ -167,8 +165,6 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
     from nbclient.exceptions import DeadKernelError
     from papermill.iorw import load_notebook_node  # papermill's reader adds the metadata it needs
     from papermill.parameterize import parameterize_notebook
-
-    from labkit import cells
 
     name = name or str(path)
     threads = threads or threads_per_job(1)
@@ -285,8 +281,6 @@ class _AnswerCollector:
         self.path, self.offset, self.records, self.foreign = path, 0, [], []
 
     def __call__(self, cell, **_):
-        from labkit import cells
-
         if not self.path.is_file():
             return
         with open(self.path, "rb") as f:
