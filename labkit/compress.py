@@ -38,11 +38,14 @@ The length and the crc32 (of everything before it) make a truncated or corrupted
 from __future__ import annotations
 
 import copy
+import functools
 import heapq
 import itertools
 import json
 import math
+import numbers
 import struct
+import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -242,28 +245,75 @@ def _labels_from(assign, v: torch.Tensor, centroids: torch.Tensor) -> torch.Tens
     return labels
 
 
-def kmeans_1d(values: torch.Tensor, k: int, max_iter: int = 100, assign=None
+def kmeans_1d(values: torch.Tensor, k: int, max_iter: int = 1000, assign=None, tol: float = 1e-6
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means on a 1-D tensor with k centroids initialised linearly between min and max:
-    ``(centroids, labels)``, centroids ascending as float32 (empty clusters dropped, so at most k),
-    labels int64 into them. Computed in float64 on the CPU, so the result is deterministic.
-    ``assign(values, centroids) -> labels``: the assignment step (None: ``nearest_centroid``;
-    notebook 06 passes the student's); the update step (each centroid to its cluster's mean) is labkit's."""
+    """Lloyd's k-means on a 1-D tensor with k centroids initialised linearly between min and max (the
+    paper's choice): ``(centroids, labels)``, centroids ascending as float32, labels int64 into them.
+    Computed in float64 on the CPU, so the result is deterministic.
+
+    Each iteration assigns every value to a centroid with ``assign(values, centroids) -> labels``
+    (None: ``nearest_centroid``; notebook 06 passes the student's), re-seeds each cluster left empty
+    at a value of largest error |value - its centroid| (as scikit-learn does), then moves every
+    centroid to its cluster's mean. It stops when no centroid moved by more than ``tol`` times the
+    value range (0: until none moves), or after ``max_iter`` iterations with a RuntimeWarning. Only
+    with fewer distinct values than k do clusters stay empty; they are dropped (at most k returned)."""
     k = check_int("k", k, 1)
+    max_iter = check_int("max_iter", max_iter, 1)
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
+        raise ValueError(f"tol={tol!r}: allowed is a number >= 0 (a fraction of the value range)")
     v = values.detach().flatten().to("cpu", torch.float64)
     if v.numel() == 0:
         return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
     centroids = torch.linspace(float(v.min()), float(v.max()), k, dtype=torch.float64)
+    step = nearest_centroid if assign is None else functools.partial(_labels_from, assign)
+    reseed = True  # until a re-seeding fills no cluster (too few distinct values, or a wrong ``assign``)
     for _ in range(max_iter):
-        labels = nearest_centroid(v, centroids) if assign is None else _labels_from(assign, v, centroids)
+        labels = step(v, centroids)
         counts = torch.bincount(labels, minlength=k)
+        reseeded = False
+        if reseed and not counts.all():
+            seeded, is_seed = _reseeded(v, centroids, labels, counts)
+            if is_seed.any():
+                seeded_labels = step(v, seeded)
+                seeded_counts = torch.bincount(seeded_labels, minlength=k)
+                reseeded = bool(seeded_counts[is_seed].all())  # each seed holds at least itself
+            if reseeded:
+                centroids, labels, counts = seeded, seeded_labels, seeded_counts
+            reseed = reseeded
         means = torch.bincount(labels, weights=v, minlength=k) / counts.clamp_min(1)
         updated = torch.where(counts > 0, means, centroids)  # 1-D: the order is kept
-        if torch.equal(updated, centroids):
-            break
+        moved = float((updated - centroids).abs().max())
         centroids = updated
+        if not reseeded and moved <= tol * float(v.max() - v.min()):
+            break
+    else:
+        warnings.warn(f"kmeans_1d: {k} clusters of {v.numel()} values did not converge in "
+                      f"max_iter={max_iter} iterations (tol={tol}): raise max_iter or tol", RuntimeWarning,
+                      stacklevel=2)
     used = counts > 0
     return centroids[used].float(), (torch.cumsum(used, 0) - 1)[labels]
+
+
+def _reseeded(v: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centroids with those of the empty clusters (``counts`` 0) moved to the values of largest
+    error, distinct and not yet centroids, sorted again; and which of them are such seeds (none if no
+    value is left to move one to)."""
+    error = (v - centroids[labels]).abs()
+    order = error.argsort(descending=True, stable=True)
+    empty = (counts == 0).nonzero().flatten()
+    taken, seeds = set(centroids.tolist()), []
+    for value, e in zip(v[order].tolist(), error[order].tolist(), strict=True):
+        if len(seeds) == len(empty) or e == 0:
+            break
+        if value not in taken:
+            taken.add(value)
+            seeds.append(value)
+    seeded = centroids.clone()
+    seeds = torch.tensor(seeds, dtype=centroids.dtype)
+    seeded[empty[:len(seeds)]] = seeds
+    seeded = seeded.sort().values
+    return seeded, torch.isin(seeded, seeds)
 
 
 def share_layer(layer: nn.Module, bits: int, assign=None) -> SharedWeight:

@@ -127,16 +127,74 @@ def test_relative_indices_errors():
 # --- weight sharing --------------------------------------------------------------------------------
 
 
-def test_kmeans_linear_init_finds_the_clusters_and_drops_empty_ones():
+def test_kmeans_linear_init_finds_the_clusters():
     values = torch.tensor([-1.0, -1.1, 2.0, 2.1, 2.2])
     centroids, labels = C.kmeans_1d(values, 2)
     assert torch.allclose(centroids, torch.tensor([-1.05, 2.1]))
     assert labels.tolist() == [0, 0, 1, 1, 1]
-    centroids, labels = C.kmeans_1d(values, 16)  # more clusters than values: the empty ones go
-    assert len(centroids) == 3  # linear init: -1.1 and -1.0 start in the same cluster, and stay
-    assert (centroids[labels] - values).abs().max() <= 3.3 / 15  # within the initial spacing
-    assert torch.all(centroids[1:] > centroids[:-1])
+    centroids, labels = C.kmeans_1d(values, 16)  # more clusters than values: one per value, the rest go
+    assert torch.equal(centroids, values.sort().values)
+    assert torch.equal(centroids[labels], values)
     assert C.kmeans_1d(torch.zeros(0), 4)[0].numel() == 0
+    assert C.kmeans_1d(torch.full((7,), 0.5), 4)[0].tolist() == [0.5]
+
+
+def lloyd(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference: Lloyd's iteration in numpy from the linear initialisation, until no centroid moves."""
+    centroids = np.linspace(values.min(), values.max(), k)
+    while True:
+        labels = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)  # ties: the lower one
+        counts = np.bincount(labels, minlength=k)
+        means = np.bincount(labels, weights=values, minlength=k) / np.maximum(counts, 1)
+        means = np.where(counts > 0, means, centroids)
+        if np.array_equal(means, centroids):
+            return centroids[counts > 0], labels
+        centroids = means
+
+
+@pytest.mark.parametrize("shape, k", [((100, 300), 32), ((500, 784), 32), ((84, 120), 16)])
+def test_kmeans_converges_to_the_reference_lloyd_on_dense_layers(shape, k):
+    weight = nn.init.kaiming_uniform_(torch.empty(shape), generator=torch.Generator().manual_seed(0))
+    values = weight.flatten().double().numpy()
+    ref_centroids, ref_labels = lloyd(values, k)
+    centroids, labels = C.kmeans_1d(weight, k)
+    assert len(centroids) == len(ref_centroids) == min(k, values.size)
+    assert np.abs(centroids.double().numpy() - ref_centroids).max() < 1e-6
+    assert (labels.numpy() != ref_labels).mean() < 1e-3  # float32 centroids may tip a value at a boundary
+
+
+def test_kmeans_iteration_cap_warns_and_tolerance_stops_early():
+    weight = nn.init.kaiming_uniform_(torch.empty(100, 300), generator=torch.Generator().manual_seed(0))
+    converged = C.kmeans_1d(weight, 32)
+    with pytest.warns(RuntimeWarning, match="max_iter=100"):
+        capped = C.kmeans_1d(weight, 32, max_iter=100)
+    loose = C.kmeans_1d(weight, 32, tol=1e-2)
+
+    def error(result):
+        centroids, labels = result
+        return float(((centroids[labels] - weight.flatten()) ** 2).sum())
+
+    assert error(converged) < error(capped) and error(converged) < error(loose)
+    for bad in ({"tol": -1e-3}, {"tol": float("nan")}, {"max_iter": 0}):
+        with pytest.raises(ValueError, match="allowed is"):
+            C.kmeans_1d(weight, 4, **bad)
+
+
+@pytest.mark.parametrize("make, q, bits", [(lenet5, 90, 5), (lenet5, 60, {"conv": 8, "fc": 5}),
+                                           (resnet20, 80, {"conv": 6, "fc": 4})])
+def test_kmeans_uses_every_cluster_on_pruned_layers(make, q, bits):
+    torch.manual_seed(0)
+    model = make()
+    prune.global_prune_by_percentage(model, q)
+    per_layer = C.layer_bits(model, bits)
+    for name, layer in prune.prunable_layers(model):
+        w = layer.weight.detach()
+        nonzeros = w[w != 0]
+        centroids, labels = C.kmeans_1d(nonzeros, 2 ** per_layer[name])  # no warning: converged
+        assert len(centroids) == min(2 ** per_layer[name], len(torch.unique(nonzeros))), name
+        assert torch.bincount(labels).min() > 0, name
+        # each value is at its nearest centroid
+        assert torch.equal(C.nearest_centroid(nonzeros.double(), centroids.double()), labels), name
 
 
 @pytest.mark.parametrize("bits", [1, 3, {"conv": 5, "fc": 2}])
@@ -415,7 +473,7 @@ def test_kmeans_with_a_given_assignment_step():
     values = torch.randn(400, generator=torch.Generator().manual_seed(3))
     ours, theirs = C.kmeans_1d(values, 8), C.kmeans_1d(values, 8, assign=argmin_assign)
     assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
-    # a wrong step (the signed difference) sends every value to one cluster
+    # a wrong step (the signed difference) sends every value to one cluster: re-seeding cannot help
     collapsed, _ = C.kmeans_1d(values, 8, assign=lambda v, c: (v.unsqueeze(-1) - c).argmin(dim=-1))
     assert len(collapsed) == 1
     with pytest.raises(ValueError, match="cluster indices"):
