@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from labkit import data, models
+from labkit.device import PRECISIONS
 from labkit.runner import PROFILES, NotebookFailed, execute_notebook
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,9 +63,15 @@ def _score(results: Path) -> tuple[float, float, list[str]]:
     return points, max_points, failed
 
 
+def _policy_env(args, precision: str) -> dict[str, str]:
+    """LABKIT_DEVICE / LABKIT_PRECISION for the kernels: the options, else the command's defaults."""
+    return {"LABKIT_DEVICE": args.device, "LABKIT_PRECISION": args.precision or precision}
+
+
 def _run(args) -> int:
     out_dir = (args.out or REPO / "runs" / args.profile).resolve()  # kernels run in notebooks/, not here
     params = {"PROFILE": args.profile, "DATASET": args.dataset}
+    precision = "auto" if args.profile == "full" else "fp32"  # quick, tiny: the references' precision
     rows, failures = [], 0
     for nb in find_notebooks(args.notebooks):
         results = out_dir / f"{nb.stem}.results.jsonl"
@@ -72,8 +80,8 @@ def _run(args) -> int:
         start = time.perf_counter()
         error = ""
         try:
-            execute_notebook(nb, out_dir / nb.name, params, env={"LABKIT_RESULTS": str(results)},
-                             timeout=args.timeout)
+            env = {"LABKIT_RESULTS": str(results), **_policy_env(args, precision)}
+            execute_notebook(nb, out_dir / nb.name, params, env=env, timeout=args.timeout)
         except Exception as exc:  # a failing cell, or a kernel that died or timed out: go on with the others
             error = (str(exc) if isinstance(exc, NotebookFailed) else f"{type(exc).__name__}: {exc}")[:160]
         seconds = time.perf_counter() - start
@@ -122,6 +130,7 @@ def _tag(args) -> int:
 def _grade(args) -> int:
     from labkit import autograde
 
+    os.environ.update(_policy_env(args, "fp32"))  # the kernels inherit it
     if args.merge:
         rows = autograde.merge(args.submissions)
     else:
@@ -163,6 +172,13 @@ def _release(args) -> int:
     return 1 if failed else 0
 
 
+def _policy_options(p: argparse.ArgumentParser, device: str, precision: str) -> None:
+    """--device / --precision: the kernels' LABKIT_DEVICE / LABKIT_PRECISION (see labkit.device)."""
+    p.add_argument("--device", default=device, help=f"auto, cpu, cuda or cuda:N (default: {device})")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help=f"training autocast: auto, fp32, bf16, fp16 where native (default: {precision})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", choices=data.DATASETS, help="override the profile's dataset")
     p.add_argument("--timeout", type=float, help="seconds allowed per cell")
     p.add_argument("--out", type=Path, help="folder for executed notebooks (default: runs/PROFILE)")
+    _policy_options(p, "auto", "fp32 (quick, tiny) or auto (full)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("grade", help="grade student notebooks, each isolated, into a CSV and a summary")
@@ -204,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="CSV of manual scores (submission, question, points[, comment]) merged into the rows")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run kernels unconfined (default: bubblewrap: no network, writes only in its folder)")
+    _policy_options(p, "cpu", "fp32: the references' own")
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("release", help="student versions: solutions blanked, outputs stripped, validated")

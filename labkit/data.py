@@ -63,10 +63,13 @@ class Dataset:
     def image_size(self) -> int:
         return self.train_x.shape[-1]
 
-    def to(self, device) -> Dataset:
-        """The same dataset with its tensors on ``device`` (moved once, not per batch)."""
-        return replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
-                       test_x=self.test_x.to(device), test_y=self.test_y.to(device))
+    def to(self, device, split: str | None = None) -> Dataset:
+        """The same dataset with its tensors (only ``split``'s, if given) on ``device``, moved once,
+        not per batch; tensors already there are not copied."""
+        splits = ("train", "test") if split is None else (split,)
+        self.split(splits[0])  # checks the name
+        moved = {f"{s}_{k}": getattr(self, f"{s}_{k}").to(device) for s in splits for k in "xy"}
+        return replace(self, **moved)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
         """A class-balanced random subset (``None`` keeps a split whole); mean/std are kept."""
@@ -87,39 +90,70 @@ class Dataset:
         ``augment`` applies random crop with 4-pixel zero padding (torchvision's
         ``RandomCrop(size, padding=4)`` before ``Normalize``) and, where the dataset allows it,
         horizontal flip with probability 1/2. Randomness (order and augmentation) comes from
-        ``generator`` (CPU), so a seeded generator gives the same batches on any device.
+        ``generator`` (CPU), so a seeded generator gives the same batches on any device; all of it is
+        drawn up front and copied to the device once, so no batch waits for the host.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: allowed is an int >= 1")
         x_all, y_all = self.split(split)
         n = len(y_all)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        starts = range(0, n, batch_size)
-        if max_batches is not None:
-            starts = starts[:max_batches]
+        starts = range(0, n, batch_size)[:max_batches]
+        used = min(n, len(starts) * batch_size)
+        # One row per drawn quantity (order, then per batch: crop dy, crop dx, flip), in the order the
+        # per-batch functions random_crop / random_hflip draw them, copied to the device in one piece.
+        draws = [order[:used]]
+        if augment:
+            per_batch = [_augment_draws(len(range(s, min(s + batch_size, n))), 4, self.hflip, generator)
+                         for s in starts]
+            draws += [torch.cat(rows) for rows in zip(*per_batch, strict=True)]
+        draws = torch.stack(draws).to(x_all.device)
+        mean, std = self._constants(x_all.device)
         for start in starts:
-            idx = order[start:start + batch_size].to(x_all.device)
-            x = x_all[idx]
+            d = draws[:, start:start + batch_size]
+            x = x_all[d[0]]
             if augment:
-                x = random_crop(x, 4, generator)
+                x = crop(x, 4, d[1], d[2])
                 if self.hflip:
-                    x = random_hflip(x, generator)
-            yield self.normalize(x), y_all[idx]
+                    x = hflip(x, d[3].bool())
+            yield _normalize(x, mean, std), y_all[d[0]]
+
+    def _constants(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """mean and std as (1, C, 1, 1) tensors on ``device``."""
+        return (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                torch.tensor(self.std, device=device).view(1, -1, 1, 1))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> float32 ``(x/255 - mean)/std`` in channels_last."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        x = (x.float().div_(255) - mean).div_(std)
-        return x.contiguous(memory_format=torch.channels_last)
+        return _normalize(x, *self._constants(x.device))
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample random crop of a batch to its own size after zero-padding each side by ``padding``."""
+def _normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    x = (x.float().div_(255) - mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _augment_draws(n: int, padding: int, hflip: bool, generator) -> list[torch.Tensor]:
+    """The random draws of one batch's augmentation, on the CPU: crop offsets dy, dx and flip flags
+    (zeros without ``hflip``), in the order ``random_crop`` and ``random_hflip`` make them."""
+    dy, dx = _offsets(n, padding, generator)
+    flip = _flips(n, generator).long() if hflip else torch.zeros(n, dtype=torch.long)
+    return [dy, dx, flip]
+
+
+def _offsets(n: int, padding: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(torch.randint(0, 2 * padding + 1, (n,), generator=generator) for _ in "yx")
+
+
+def _flips(n: int, generator) -> torch.Tensor:
+    return torch.rand(n, generator=generator) < 0.5
+
+
+def crop(x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Crop each image of a batch, zero-padded by ``padding`` on each side, back to its size at
+    offsets ``(dy[i], dx[i])`` (tensors on the batch's device)."""
     n, _, h, w = x.shape
     padded = F.pad(x, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (n, h, 1)
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (n, 1, w)
     batch = torch.arange(n, device=x.device)[:, None, None]
@@ -127,10 +161,19 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample random crop of a batch to its own size after zero-padding each side by ``padding``."""
+    return crop(x, padding, *(d.to(x.device) for d in _offsets(len(x), padding, generator)))
+
+
+def hflip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Flip the images of a batch left-right where the boolean ``flip`` (on the batch's device) is set."""
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
 def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Flip each image of the batch left-right with probability 1/2."""
-    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return hflip(x, _flips(len(x), generator).to(x.device))
 
 
 def _balanced(x, y, n, generator, split) -> dict:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from labkit import checkpoints, data, models, train
+from labkit import device as policy
 
 # Each recipe is the exact configuration used for the committed checkpoints (README lists results).
 RECIPES = {
@@ -33,13 +34,14 @@ def pretrain(arch: str, dataset: str, *, out: str | Path | None = None, device=N
     torch.manual_seed(config.seed)  # the initial weights are part of the recipe
     model = models.build(arch, num_classes=ds.num_classes, in_channels=ds.in_channels)
     start = time.perf_counter()
-    history = train.fit(model, ds, config, device=device, progress=progress, desc=f"{arch}/{dataset}")
-    model.load_state_dict(history.best_state)
+    device = torch.device(device) if device is not None else policy.get_device()
+    history = train.fit(model, ds, config, device=device, progress=progress, desc=f"{arch}/{dataset}",
+                        restore_best=True)
     out = Path(out) if out is not None else checkpoints.pretrained_path(arch, dataset)
     checkpoints.save_checkpoint(model.cpu(), out, arch=arch, dataset=dataset, accuracy=history.best_acc,
                                 recipe=config.to_dict(), best_epoch=history.best_epoch,
                                 train_seconds=round(time.perf_counter() - start, 1),
-                                device=str(train.default_device() if device is None else device))
+                                device=str(device))
     return checkpoints.load_model(out)
 
 

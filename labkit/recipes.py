@@ -68,8 +68,7 @@ def iterative_prune(model: nn.Module, data, profile: Profile, q_final: float = 7
                         "prune_schedule")
     config = finetune_config(profile, epochs=2 * profile.prune_epochs, best_after=profile.prune_epochs)
     history = train.fit(model, data, config, callbacks=[steps], progress=progress,
-                        desc=f"{'global ' if steps.global_ else ''}{steps.name} prune")
-    model.load_state_dict(history.best_state)
+                        desc=f"{'global ' if steps.global_ else ''}{steps.name} prune", restore_best=True)
     return history
 
 

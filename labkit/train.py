@@ -3,8 +3,10 @@
 ``fit`` trains with SGD (momentum, weight decay, a per-step LR schedule) on batches drawn from an
 in-memory ``labkit.data.Dataset``, evaluates after every epoch, keeps a per-epoch ``History`` and the
 best state, and runs ``Callback`` hooks before each epoch and after every optimizer step (pruning
-keeps its masks and follows its schedules through them). Deterministic for a given seed on CPU;
-uses CUDA when present (bf16 autocast there if ``amp``).
+keeps its masks and follows its schedules through them). Deterministic for a given seed on CPU.
+Device and precision follow ``labkit.device`` (``LABKIT_DEVICE``, ``LABKIT_PRECISION``); evaluation is
+fp32 unless asked otherwise. A training step never waits for the host: the epoch's random draws are
+copied to the device once, metrics accumulate on the device and are read once per epoch.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from labkit import device as policy
 from labkit.data import Dataset
 
-SCHEDULES = ("cosine", "constant", "onecycle")
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
 class TrainConfig:
     """Hyperparameters of one run. ``best_after``: the best state is tracked from that epoch on
     (iterative pruning only counts epochs after its final pruning step). ``max_batches``: cut each
-    epoch to that many batches (quick profile)."""
+    epoch to that many batches (benchmarks and tests). ``amp``: train in the device policy's autocast
+    dtype (``LABKIT_PRECISION``); False: fp32."""
 
     epochs: int = 20
     lr: float = 0.1
@@ -35,9 +39,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     batch_size: int = 128
     schedule: str = "cosine"
-    warmup_epochs: float = 0.0
     augment: bool = True
-    label_smoothing: float = 0.0
     seed: int = 0
     best_after: int = 0
     max_batches: int | None = None
@@ -70,51 +72,40 @@ class Callback:
 
 @dataclass
 class History:
-    """Per-epoch metrics (accuracies in 0..1) and the best test accuracy's state (on the CPU)."""
+    """Per-epoch metrics (accuracies in 0..1) and the best test accuracy's state (a copy, on the
+    device the model trained on)."""
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
     test_acc: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
     images_per_s: list[float] = field(default_factory=list)
     best_acc: float = -1.0
     best_epoch: int = -1
     best_state: dict | None = field(default=None, repr=False)
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
+def _lr_factor(schedule: str, step: int, total: int) -> float:
     if schedule == "constant":
         return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    return max(0.0, 1 - progress)  # "onecycle": linear warmup then linear decay to zero
-
-
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    return 0.5 * (1 + math.cos(math.pi * step / max(1, total)))  # cosine
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, split: str = "test", device=None,
-             batch_size: int = 1000, amp: bool = True) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy (0..1) of ``model`` on a split; the model's
-    train/eval mode is restored afterwards."""
+             batch_size: int = 1000, amp: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy (0..1) of ``model`` on a split, in fp32 (``amp``: in the
+    device policy's autocast dtype), on ``device`` (default: where the model's parameters are); only
+    that split is copied there. The model's train/eval mode is restored afterwards."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    data = data.to(device)
+    dtype = policy.autocast_dtype(device) if amp else None
+    data = data.to(device, split=split)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for x, y in data.batches(split, batch_size):
-        with _autocast(device, amp):
+        with policy.autocast(device, dtype):
             out = model(x)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
@@ -124,16 +115,20 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test", device=None,
 
 
 def fit(model: nn.Module, data: Dataset, config: TrainConfig, callbacks=(), device=None,
-        progress: bool = True, desc: str = "train") -> History:
-    """Train ``model`` in place for ``config.epochs`` epochs and return its ``History``.
+        progress: bool = True, desc: str = "train", restore_best: bool = False) -> History:
+    """Train ``model`` in place for ``config.epochs`` epochs on ``device`` (default: the device
+    policy's; the model is moved there) and return its ``History``.
 
-    The model ends in its last-epoch state; ``history.best_state`` holds the best one (load it with
-    ``model.load_state_dict``)."""
-    device = torch.device(device) if device is not None else default_device()
+    The model ends in its last-epoch state, or with ``restore_best`` in its best one;
+    ``history.best_state`` holds the best state either way."""
+    device = torch.device(device) if device is not None else policy.get_device()
+    dtype = policy.autocast_dtype(device) if config.amp else None
+    policy.configure(device, dtype)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     data = data.to(device)
     model.to(device=device, memory_format=torch.channels_last)
+    scaler = policy.grad_scaler(device, dtype)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     n_train = len(data.train_y)
@@ -141,9 +136,7 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, callbacks=(), devi
     if config.max_batches is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_batches)
     total = steps_per_epoch * config.epochs
-    warmup = round(config.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(config.schedule, s, total, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(config.schedule, s, total))
     history = History()
     for epoch in range(config.epochs):
         for cb in callbacks:
@@ -158,12 +151,13 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, callbacks=(), devi
         bar = tqdm(batches, total=steps_per_epoch, desc=f"{desc} {epoch + 1}/{config.epochs}",
                    disable=not progress, leave=False, unit="batch")
         for x, y in bar:
-            with _autocast(device, config.amp):
+            with policy.autocast(device, dtype):
                 out = model(x)
-                loss = F.cross_entropy(out.float(), y, label_smoothing=config.label_smoothing)
+                loss = F.cross_entropy(out.float(), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # fp16 only: skips steps with inf/nan gradients (one host read)
+            scaler.update()
             scheduler.step()
             for cb in callbacks:
                 cb.after_step(model)
@@ -172,19 +166,20 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, callbacks=(), devi
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
         seconds = time.perf_counter() - start
-        test_loss, test_acc = evaluate(model, data, device=device, amp=config.amp)
+        test_loss, test_acc = evaluate(model, data, device=device)
         history.train_loss.append(loss_sum.item() / seen)
         history.train_acc.append(correct.item() / seen)
         history.test_loss.append(test_loss)
         history.test_acc.append(test_acc)
-        history.seconds.append(seconds)
         history.images_per_s.append(seen / seconds)
         if epoch >= config.best_after and test_acc > history.best_acc:
             history.best_acc, history.best_epoch = test_acc, epoch
-            history.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            history.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if progress:
             tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: loss {history.train_loss[-1]:.4f} "
                        f"train acc {history.train_acc[-1]:.4f} test acc {test_acc:.4f} "
                        f"({seen / seconds:.0f} img/s)")
+    if restore_best and history.best_state is not None:
+        model.load_state_dict(history.best_state)
     return history
 
