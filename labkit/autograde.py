@@ -150,9 +150,11 @@ def threads_per_job(jobs: int) -> int:
 
 def grade_one(path: str | Path, material: Material, profile: str = "quick", timeout: float = 600.0,
               name: str | None = None, threads: int | None = None, sandbox: bool = True,
-              memory: int = DEFAULT_MEMORY, feedback: Path | None = None) -> list[dict]:
-    """Grade one submission: put the instructor's cells back (:func:`labkit.cells.restore`), run it in an
-    isolated kernel in a temporary folder with ``threads`` torch threads, and score its answers here
+              memory: int = DEFAULT_MEMORY, feedback: Path | None = None, dataset: str | None = None
+              ) -> list[dict]:
+    """Grade one submission run with ``profile`` on ``dataset`` (None: the profile's own): put the
+    instructor's cells back (:func:`labkit.cells.restore`), run it in an isolated kernel in a
+    temporary folder with ``threads`` torch threads, and score its answers here
     against ``material``: one row per catalog question, and a first row (question ``(notebook)``, 0
     points) whose message says what was put back or could not be matched. With ``sandbox`` the kernel
     runs in :mod:`labkit.sandbox` (no network, writes only in its folder, ``memory`` bytes at most).
@@ -182,7 +184,8 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
                 grading.write_json_atomic(refs / file_name, kernel_copy(doc))
             merged = Path(tmp) / "graded.ipynb"
             nbformat.write(graded, merged)
-            nb = parameterize_notebook(load_notebook_node(str(merged)), {"PROFILE": profile, "DATASET": None})
+            parameters = {"PROFILE": profile, "DATASET": dataset}
+            nb = parameterize_notebook(load_notebook_node(str(merged)), parameters)
             collect = _AnswerCollector(answers)
             km = kernel_manager(Path(tmp), sandbox, memory)
             client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
@@ -203,7 +206,7 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
             if collect.foreign:
                 notes.append(f"answers written outside their check cells were ignored: "
                              f"{', '.join(sorted(set(collect.foreign)))}")
-    scored = grading.score_submission(material.catalog(), records, material.recorded(profile, None))
+    scored = grading.score_submission(material.catalog(), records, material.recorded(profile, dataset))
     rows = [{"submission": name, "question": NOTES, "points": 0, "max_points": 0,
              "message": "; ".join(notes)}]
     rows += [{"submission": name, "question": r["question"], "points": r["points"],
@@ -303,9 +306,10 @@ class _AnswerCollector:
 def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "quick", jobs: int = 1,
           timeout: float = 600.0, shard: tuple[int, int] | None = None, root: Path | None = None,
           instructor: Path | None = None, sandbox: bool = True, memory: int = DEFAULT_MEMORY,
-          feedback: Path | None = None) -> list[dict]:
-    """Grade the submissions of this shard, ``jobs`` at a time, each in its own process with its share of
-    the cores; rows are ordered by submission name, then by the catalog's question order."""
+          feedback: Path | None = None, dataset: str | None = None) -> list[dict]:
+    """Grade the submissions of this shard (run with ``profile`` on ``dataset``), ``jobs`` at a time, each
+    in its own process with its share of the cores; rows are ordered by submission name, then by the
+    catalog's question order."""
     root = root or Path.cwd()
     named = [(p, _name(p, root)) for p in submissions]
     chosen = [(p, n, lab_of(p, lab, instructor)) for p, n in named if in_shard(n, shard)]
@@ -313,7 +317,7 @@ def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "qu
     threads = threads_per_job(jobs)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads, sandbox,
-                               memory, feedback) for p, n, lab_name in chosen]
+                               memory, feedback, dataset) for p, n, lab_name in chosen]
         results = [f.result() for f in futures]
     return sorted((row for rows in results for row in rows), key=lambda r: r["submission"])
 
@@ -363,10 +367,15 @@ def merge(paths: list[str | Path]) -> list[dict]:
 
 
 def summary(rows: list[dict]) -> str:
-    """One line per submission: points, maximum, manual points still pending and the failed questions."""
+    """One line per submission: points, maximum, manual points still pending, points no check could grade
+    (no reference for the run's profile / data set and no property) and the failed questions."""
     totals: dict[str, list] = {}
     for r in rows:
-        t = totals.setdefault(r["submission"], [0.0, 0.0, 0.0, []])
+        t = totals.setdefault(r["submission"], [0.0, 0.0, 0.0, [], 0.0])
+        ungraded = re.match(rf"{grading.UNGRADED} \((\S+) points\)", str(r["message"]))
+        if ungraded:
+            t[4] += float(ungraded.group(1))
+            continue
         if r["points"] is None:
             t[2] += float(r["max_points"])
             continue
@@ -375,5 +384,5 @@ def summary(rows: list[dict]) -> str:
         if r["message"] and float(r["points"]) < float(r["max_points"]):
             t[3].append(r["question"])
     table = [{"submission": s, "points": f"{p:g}", "max": f"{m:g}", "manual pending": f"{w:g}",
-              "failed": ", ".join(f) or "-"} for s, (p, m, w, f) in totals.items()]
+              "ungraded": f"{u:g}", "failed": ", ".join(f) or "-"} for s, (p, m, w, f, u) in totals.items()]
     return grading.format_table(table)

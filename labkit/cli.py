@@ -142,7 +142,7 @@ def _grade(args) -> int:
         rows = autograde.grade(submissions, lab=args.lab, profile=args.profile, jobs=args.jobs,
                                timeout=args.timeout, shard=shard, instructor=args.instructor,
                                sandbox=not args.no_sandbox, memory=int(args.memory * 2**30),
-                               feedback=args.feedback)
+                               feedback=args.feedback, dataset=args.dataset)
     if args.manual:
         rows = autograde.apply_manual(rows, args.manual)
     if args.csv:
@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("submissions", nargs="+", help="notebooks or folders (with --merge: shard CSVs)")
     p.add_argument("--lab", help="which lab they answer (default: from each file name)")
     p.add_argument("--profile", choices=PROFILES, default="quick")
+    p.add_argument("--dataset", choices=data.DATASETS,
+                   help="the data set the class ran on (default: the profile's); where the kit has no "
+                        "reference for it, the property checks grade")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell before it is interrupted")
     p.add_argument("--shard", help="I/N: grade only this deterministic share of the submissions")

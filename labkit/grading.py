@@ -3,15 +3,18 @@
 ``labkit/references/<notebook>.<profile>.json`` holds, per question, its maximum points, the comparison rule
 (``"exact"`` or ``{"atol": a, "rtol": r}``) and the expected value, or for a function check the stored
 inputs and expected outputs. :class:`Grader` compares against that file, always with the file's rule and
-points. Two environment variables change what a Grader does:
+points. Environment variables change what a Grader does:
 
 - ``LABKIT_RECORD=<path>``: record mode. Checks compare nothing; they store values, rules and points into a
-  reference file at ``<path>``. :func:`make_references` runs a whole notebook this way.
+  reference file at ``<path>``. :func:`make_references` runs a whole notebook this way. With
+  ``LABKIT_HIDDEN_SEED=<int>`` a function check also records hidden cases drawn with that seed
+  (``labkit release`` does so for the instructor's references).
 - ``LABKIT_RESULTS=<path>``: every check also appends one JSON line with its outcome there.
 - ``LABKIT_SUBMIT=<path>``: submission mode (``labkit grade``). Checks compare nothing and raise nothing;
   they append what the notebook produced (values, and the outputs of checked functions on the stored
   inputs) as JSON lines. :func:`score_submission` compares those, in the grading process, with
   references it read before the submission ran, so code in a submission cannot change its own score.
+- ``LABKIT_REFERENCES=<folder>``: read references there instead of the kit's ``labkit/references``.
 
 Values may be None, bools, numbers, strings, lists/tuples, dicts with string keys, numpy arrays and torch
 tensors; arrays are stored with their library, dtype and shape.
@@ -440,6 +443,9 @@ def function_problems(entry: dict, outputs: list, name: str | None = None) -> li
     return problems
 
 
+UNGRADED = "ungraded"
+
+
 def score_submission(questions: dict, answers: list[dict], recorded: dict | None = None) -> list[dict]:
     """Score a submission's answers (the JSON lines of submission mode; the last answer to a question
     counts) against the catalog ``questions`` and the ``recorded`` reference questions of the run's profile
@@ -456,7 +462,8 @@ def score_submission(questions: dict, answers: list[dict], recorded: dict | None
             basis = value_basis(entry, rec)
         if basis is None:
             rows.append({"question": q, "points": 0, "max_points": 0, "passed": True, "status": "ungraded",
-                         "message": "ungraded: no reference for this profile / data set and no property"})
+                         "message": f"{UNGRADED} ({entry['points']:g} points): no reference for this profile "
+                                    "/ data set and no property"})
             continue
         if answer is None:
             problems = ["no answer: the check did not run (an earlier cell failed or timed out)"]

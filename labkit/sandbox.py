@@ -6,7 +6,8 @@ no Python library confines a process's file system and network, and a container 
 grading machine should need. The kernel talks to the grader over Unix sockets in the temporary folder
 (jupyter's ``ipc`` transport), since the sandbox has no network, loopback included. The kit and its
 data stay readable; the repository's ``runs/`` and ``checkpoints/cache/`` folders, which notebooks
-write, are the temporary folder's own copies inside the sandbox.
+write, are the temporary folder's own copies inside the sandbox (the cache's files copied in, so models
+pretrained before are reused and what a submission trains or writes there stays in its folder).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from jupyter_client import KernelManager
 
 from labkit.checkpoints import CHECKPOINT_DIR
+from labkit.data import data_root
 
 REPO = CHECKPOINT_DIR.parent
 DEFAULT_MEMORY = 6 * 2**30  # bytes of address space per kernel: ResNet-20 in the quick profile needs < 3 GiB
@@ -44,9 +46,14 @@ def command(folder: Path, memory: int = DEFAULT_MEMORY) -> list[str]:
     binds = []
     for inside in (REPO / "runs", CHECKPOINT_DIR / "cache"):
         outside = folder / "writable" / inside.relative_to(REPO)
-        outside.mkdir(parents=True, exist_ok=True)
         inside.mkdir(parents=True, exist_ok=True)  # a mount point must exist
+        if inside == CHECKPOINT_DIR / "cache":  # models pretrained before (e.g. on CIFAR-10) are reused
+            shutil.copytree(inside, outside, dirs_exist_ok=True)
+        outside.mkdir(parents=True, exist_ok=True)
         binds += ["--bind", str(outside), str(inside)]
+    data = data_root().resolve()  # readable even where it lies under /tmp, which the sandbox empties
+    if data.is_dir():
+        binds += ["--ro-bind", str(data), str(data)]
     return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", str(folder), str(folder), *binds, "--unshare-net",
             "--die-with-parent", "--setenv", "HOME", str(folder), "--chdir", str(folder),

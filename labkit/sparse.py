@@ -117,6 +117,26 @@ def trimmed_soft_threshold(W, threshold: float, n_penalized: int) -> np.ndarray:
     return _trimmed(W, threshold, W.shape[-1] - n_penalized)
 
 
+def group_soft_threshold(W, threshold: float) -> np.ndarray:
+    """Proximal operator of threshold * sum of the rows' L2 norms (Group Lasso, one group per row): each row
+    scaled by max(0, 1 - threshold / ||row||_2), so a row whose norm is at most ``threshold`` becomes 0."""
+    _check_nonnegative("threshold", threshold)
+    W = np.asarray(W, dtype=float)
+    norms = np.linalg.norm(W, axis=-1, keepdims=True)
+    return W * np.maximum(0.0, 1 - threshold / np.maximum(norms, np.finfo(float).tiny))
+
+
+def proximal_least_squares(A, B, prox, threshold: float, *, lr: float = 0.01, steps: int = 500) -> np.ndarray:
+    """W minimizing ||A W - B||_F^2 + penalty by proximal gradient descent from zero: ``steps`` steps of
+    W <- prox(W - lr * gradient, threshold), ``prox`` the penalty's proximal operator (e.g.
+    :func:`soft_threshold` for L1, :func:`group_soft_threshold` for Group Lasso)."""
+    A, B = np.asarray(A, dtype=float), np.asarray(B, dtype=float)
+    W = np.zeros((A.shape[1], B.shape[1]))
+    for _ in range(steps):
+        W = prox(W - 2 * lr * A.T @ (A @ W - B), threshold)
+    return W
+
+
 _OWN_FUNCTIONS = {"gradient": gradient, "project_topk": project_topk, "soft_threshold": soft_threshold,
                   "trimmed_soft_threshold": trimmed_soft_threshold}
 

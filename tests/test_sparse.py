@@ -317,3 +317,24 @@ def test_bad_functions_raise_naming_them(Xy, kwargs, error, words):
     X, y = Xy
     with pytest.raises(error, match=re.escape(words)):
         sparse.run(X, y, [sparse.method("proximal_l1", 0.01, d=5)], steps=2, **kwargs)
+
+
+def test_group_soft_threshold_drops_weak_rows_whole_and_shrinks_the_others():
+    W = np.array([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]])  # row norms 5, 0.5, 0
+    out = sparse.group_soft_threshold(W, 1.0)
+    np.testing.assert_allclose(out[0], W[0] * (1 - 1.0 / 5.0))
+    assert (out[1:] == 0).all()
+    with pytest.raises(ValueError, match="threshold"):
+        sparse.group_soft_threshold(W, -1.0)
+
+
+def test_proximal_least_squares_finds_the_row_support_with_group_lasso():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((40, 6))
+    W_true = np.zeros((6, 2))
+    W_true[[1, 4]] = [[1.5, -2.0], [2.5, 1.0]]
+    B = A @ W_true
+    unpenalized = sparse.proximal_least_squares(A, B, sparse.soft_threshold, 0.0, lr=0.005, steps=2000)
+    np.testing.assert_allclose(unpenalized, np.linalg.lstsq(A, B, rcond=None)[0], atol=1e-6)
+    grouped = sparse.proximal_least_squares(A, B, sparse.group_soft_threshold, 0.05, lr=0.005, steps=2000)
+    assert set(np.flatnonzero(np.abs(grouped).sum(1))) == {1, 4}

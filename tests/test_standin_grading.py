@@ -1,0 +1,45 @@
+"""Grading a class that ran on the handouts' own data sets, for which the kit has no references: every lab
+with data is released and its solution graded with ``labkit grade --dataset`` on small CIFAR-10 / MNIST
+stand-ins in torchvision's on-disk formats (tests/standins.py). The property checks decide there, so the
+solution must score full marks on at least 80% of each notebook's points, and the summary must say how
+many points no check could grade. Each kernel runs in the sandbox, so the models it pretrains on the
+stand-in stay in its own folder (marker ``harness``: ``make test-grading``)."""
+
+import pytest
+import standins
+
+from labkit import autograde, grading, release, sandbox
+
+DATASET = {"00_concepts": "cifar10", "02_pruning_resnet20": "cifar10", "03_quantization_resnet20": "cifar10",
+           "04_lenet5_lsq": "mnist", "05_lenet5_pruning": "mnist", "06_deep_compression": "mnist"}
+
+pytestmark = pytest.mark.harness
+
+
+@pytest.fixture(scope="module")
+def standin_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("standin-data")
+    standins.cifar10(root, n_train=500, n_test=250)
+    standins.mnist(root, n_train=1000, n_test=500)
+    return root
+
+
+@pytest.mark.parametrize("lab", DATASET)
+def test_the_solution_on_a_data_set_without_references_is_graded_by_its_properties(
+        lab, standin_root, tmp_path, monkeypatch):
+    assert sandbox.available() is None, "make test installs bubblewrap: stand-in models must stay sandboxed"
+    standins.kernel_environment(monkeypatch, standin_root)
+    dataset = DATASET[lab]
+    made = release.release_notebook(grading.resolve_notebook(lab), tmp_path / "dist", seed=1)
+    catalog = autograde.load_material(lab, made.instructor).catalog()
+    assert autograde.load_material(lab, made.instructor).recorded("tiny", dataset) is None
+    rows = autograde.grade([made.instructor / f"{lab}.ipynb"], profile="tiny", dataset=dataset, timeout=600,
+                           root=tmp_path, instructor=made.instructor)
+    auto = [r for r in rows if r["question"] != autograde.NOTES and r["points"] is not None]
+    failed = {r["question"]: r["message"] for r in auto if r["points"] < r["max_points"]}
+    assert not failed, failed
+    total = sum(e["points"] for e in catalog.values())
+    graded = sum(r["max_points"] for r in auto)
+    assert graded >= 0.8 * total, (dataset, graded, total)
+    header, *_, line = autograde.summary(rows).splitlines()
+    assert float(line.split()[header.split().index("ungraded")]) == total - graded
