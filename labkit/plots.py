@@ -246,6 +246,12 @@ def plot_history_from_start(histories: dict, start: dict, title: str = "") -> pl
     return fig
 
 
+def cost_curve(accuracies: dict, *costs: dict, name: str = "{}") -> dict:
+    """One curve for :func:`plot_accuracy_vs_cost` from per-setting dicts:
+    ``{name.format(key): (costs[0][key], ..., accuracies[key])}`` for every key of ``accuracies``."""
+    return {name.format(k): (*(cost[k] for cost in costs), acc) for k, acc in accuracies.items()}
+
+
 def plot_accuracy_vs_cost(curves: dict, xlabels, reference=None, title: str = "") -> plt.Figure:
     """Accuracy (%) against k costs (size, MACs, ...), one panel per cost on a log scale, sharing the
     accuracy axis. ``curves``: {label: {point name: (cost_1, ..., cost_k, accuracy in 0..1)}} with

@@ -19,3 +19,10 @@ def test_plot_history_marks_whole_epochs_only():
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
     assert fig.axes[1].lines[1].get_ydata() == pytest.approx([55.0, 75.0, 80.0])  # test accuracy in percent
     plt.close(fig)
+
+
+def test_cost_curve_pairs_each_setting_with_its_costs_and_accuracy():
+    curve = plots.cost_curve({50: 0.9, 90: 0.8}, {50: 2.0, 90: 10.0}, {50: 1.5, 90: 4.0}, name="{}%")
+    assert curve == {"50%": (2.0, 1.5, 0.9), "90%": (10.0, 4.0, 0.8)}
+    with pytest.raises(KeyError):
+        plots.cost_curve({50: 0.9}, {90: 10.0})
