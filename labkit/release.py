@@ -62,20 +62,27 @@ class Release:
     blanked: list[str]
 
 
-def release_notebook(source: str | Path, out_dir: str | Path, *, seed: int | None = None,
-                     timeout: float = 600.0) -> Release:
-    """Write ``<out_dir>/student/<lab>.ipynb`` and ``<out_dir>/instructor/`` for ``source`` (a kit
-    notebook with references). Hidden cases come from running the source notebook once in record mode
-    with the ``tiny`` profile (function checks do not depend on the data) and ``seed`` (default: fresh)."""
-    source, out_dir = Path(source), Path(out_dir)
-    lab = autograde.lab_of(source)
+def versions(source: str | Path) -> tuple[str, autograde.Material, object, object, list[str]]:
+    """What ``release_notebook`` writes for ``source``, without running it: the lab, its material, the
+    instructor's notebook (nbgrader metadata from the references, outputs stripped), the student version
+    and the blanked function names."""
+    lab = autograde.lab_of(Path(source))
     material = autograde.load_material(lab)
     nb = nbformat.read(source, as_version=4)
     cells.tag(nb, {q: e["points"] for q, e in material.catalog().items()})
     for cell in nb.cells:
         if cell.cell_type == "code":
             _strip(cell)
-    student, blanked = student_version(nb)
+    return (lab, material, nb, *student_version(nb))
+
+
+def release_notebook(source: str | Path, out_dir: str | Path, *, seed: int | None = None,
+                     timeout: float = 600.0) -> Release:
+    """Write ``<out_dir>/student/<lab>.ipynb`` and ``<out_dir>/instructor/`` for ``source`` (a kit
+    notebook with references). Hidden cases come from running the source notebook once in record mode
+    with the ``tiny`` profile (function checks do not depend on the data) and ``seed`` (default: fresh)."""
+    source, out_dir = Path(source), Path(out_dir)
+    lab, material, nb, student, blanked = versions(source)
     hidden = _hidden_cases(nb, lab, secrets.randbelow(2**31) if seed is None else seed, timeout)
     instructor = out_dir / "instructor"
     for name, doc in material.references.items():
