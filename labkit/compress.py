@@ -15,10 +15,10 @@ The pipeline on a trained model:
    only the code lengths are stored). Biases, BatchNorm and the shortcut convolutions stay dense
    float32. ``load_compressed`` builds the model back, bit for bit.
 
-Everything here is written out by hand because no library ships Deep Compression end to end: zlib's
-Huffman coder is buried in DEFLATE (it cannot code a given symbol stream) and scikit-learn's KMeans
-has neither the linear initialisation nor a way to keep the codebook trainable. ``heapq`` builds the
-Huffman trees, ``zlib.crc32`` checks the file.
+Everything here is written out by hand because no library ships Deep Compression end to end:
+scikit-learn's KMeans has neither the linear initialisation nor a way to keep the codebook trainable,
+and zlib cannot Huffman-code a given symbol stream (``labkit.huffman`` does). ``zlib.crc32`` checks
+the file.
 
 File format (little-endian, version 1)::
 
@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import heapq
-import itertools
 import json
 import math
 import numbers
@@ -55,9 +53,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit import models, prune, quant, train
+from labkit import models, prune, train
 from labkit.atomic import atomic_open
 from labkit.checks import check_int
+from labkit.huffman import HuffmanError, huffman_decode, huffman_encode, huffman_size
 from labkit.prune import prunable_layers
 
 MAGIC = b"LKDC"
@@ -100,78 +99,6 @@ def layer_bits(model: nn.Module, bits, name: str = "bits", paper: Mapping[str, i
         return {n: _check_bits(bits[n], f"{name}[{n!r}]") for n in names}
     bits = _check_bits(bits, name)
     return dict.fromkeys(names, bits)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Canonical Huffman coding
-
-
-def huffman_code_lengths(counts) -> list[int]:
-    """Code length of each symbol 0..len(counts)-1 of a Huffman code for these symbol counts (0 for a
-    symbol that never occurs; a lone symbol gets 1 bit). Ties merge the lower symbol first, so the
-    lengths are deterministic."""
-    counts = [int(c) for c in counts]
-    if any(c < 0 for c in counts):
-        raise ValueError(f"counts={counts!r}: allowed are counts >= 0")
-    lengths = [0] * len(counts)
-    heap = [(c, s, [s]) for s, c in enumerate(counts) if c > 0]
-    if len(heap) == 1:
-        lengths[heap[0][1]] = 1
-    heapq.heapify(heap)
-    order = itertools.count(len(counts))  # internal nodes sort after the leaves of equal count
-    while len(heap) > 1:
-        c1, _, s1 = heapq.heappop(heap)
-        c2, _, s2 = heapq.heappop(heap)
-        for s in s1 + s2:
-            lengths[s] += 1
-        heapq.heappush(heap, (c1 + c2, next(order), s1 + s2))
-    return lengths
-
-
-def canonical_codes(lengths) -> dict[int, tuple[int, int]]:
-    """{symbol: (code, length)} of the canonical Huffman code with these lengths: symbols sorted by
-    (length, symbol) get consecutive codes, so the lengths alone define the code."""
-    codes, code, previous = {}, 0, 0
-    for length, symbol in sorted((n, s) for s, n in enumerate(lengths) if n > 0):
-        code <<= length - previous
-        codes[symbol] = (code, length)
-        code, previous = code + 1, length
-    return codes
-
-
-def huffman_encode(symbols) -> tuple[list[int], bytes, int]:
-    """Huffman-code a stream of ints >= 0: ``(code lengths per symbol, payload, payload bits)``; the
-    payload is the codes, most significant bit first, zero-padded to whole bytes."""
-    symbols = np.asarray(symbols, dtype=np.int64).ravel()
-    if symbols.size and symbols.min() < 0:
-        raise ValueError(f"symbols holds {int(symbols.min())}: allowed are ints >= 0")
-    lengths = huffman_code_lengths(np.bincount(symbols)) if symbols.size else []
-    table = {s: np.array([(code >> i) & 1 for i in reversed(range(n))], dtype=np.uint8)
-             for s, (code, n) in canonical_codes(lengths).items()}
-    bits = np.concatenate([table[s] for s in symbols.tolist()]) if symbols.size else np.zeros(0, np.uint8)
-    return lengths, np.packbits(bits).tobytes(), int(bits.size)
-
-
-def huffman_decode(lengths, payload: bytes, n_bits: int, count: int) -> np.ndarray:
-    """The ``count`` symbols ``huffman_encode`` coded into ``payload`` (``n_bits`` bits) with these
-    code lengths; raises ``CompressedFileError`` if the bits do not decode to exactly that many."""
-    lookup = {(n, code): s for s, (code, n) in canonical_codes(lengths).items()}
-    longest = max(lengths, default=0)
-    if n_bits > 8 * len(payload):
-        raise CompressedFileError(f"Huffman payload holds {8 * len(payload)} bits, {n_bits} announced")
-    out, code, n = [], 0, 0
-    for bit in np.unpackbits(np.frombuffer(payload, np.uint8), count=n_bits).tolist():
-        code, n = code << 1 | bit, n + 1
-        symbol = lookup.get((n, code))
-        if symbol is not None:
-            out.append(symbol)
-            code = n = 0
-        elif n >= longest:
-            raise CompressedFileError(f"invalid Huffman code after {len(out)} symbols")
-    if n or len(out) != count:
-        raise CompressedFileError(f"Huffman payload decodes to {len(out)} symbols (+{n} stray bits), "
-                                  f"{count} announced")
-    return np.array(out, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -408,19 +335,19 @@ def finetune_centroids(model: nn.Module, data, config, shared: Mapping[str, Shar
 
 
 # ---------------------------------------------------------------------------------------------------
-# Sizes
+# Q1.3: Huffman coding before and after sharing
 
 
-def huffman_size(values) -> dict[str, int]:
-    """What Huffman coding ``values`` (any numbers; each distinct value is one symbol) costs, in bytes:
-    ``payload`` (the codes), ``table`` (each distinct value as float32 plus its code length byte),
-    ``total``, against ``float32`` (4 bytes a value); plus ``values`` and ``distinct`` counts."""
-    flat = torch.as_tensor(values).detach().flatten().cpu()
-    distinct, symbols = torch.unique(flat, return_inverse=True)
-    _, _, n_bits = huffman_encode(symbols.numpy())
-    payload, table = math.ceil(n_bits / 8), 5 * len(distinct)
-    return {"values": flat.numel(), "distinct": len(distinct), "float32": 4 * flat.numel(),
-            "payload": payload, "table": table, "total": payload + table}
+def huffman_of_sharing(weight: torch.Tensor, shared: SharedWeight) -> dict[str, dict[str, int]]:
+    """Q1.3's experiment on one layer: ``huffman_size`` of its kept weights (``shared.labels >= 0``)
+    as the float values of ``weight`` (the layer before sharing) and as their cluster codes:
+    ``{"float32 values": sizes, "codes": sizes}``."""
+    kept = shared.labels >= 0
+    if weight.shape != kept.shape:
+        raise ValueError(f"weight has shape {tuple(weight.shape)}: allowed is the shape of shared.labels, "
+                         f"{tuple(kept.shape)}")
+    return {"float32 values": huffman_size(weight.detach().cpu()[kept]),
+            "codes": huffman_size(shared.labels[kept])}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -617,7 +544,11 @@ class _Reader:
         (alphabet,) = self.unpack("<H", f"{what} alphabet")
         lengths = list(self.take(alphabet, f"{what} code lengths"))
         (n_bits,) = self.unpack("<I", f"{what} bit count")
-        return huffman_decode(lengths, self.take(math.ceil(n_bits / 8), f"{what} payload"), n_bits, count)
+        payload = self.take(math.ceil(n_bits / 8), f"{what} payload")
+        try:
+            return huffman_decode(lengths, payload, n_bits, count)
+        except HuffmanError as error:
+            raise CompressedFileError(f"{self.path}: {what}: {error}") from error
 
 
 def _read_shared(reader: _Reader, count: int, key: str) -> np.ndarray:
@@ -702,9 +633,10 @@ class Recipe:
     ``layer_bits``), centroids fine-tuned ``centroid_epochs`` epochs at ``centroid_lr`` (the step
     is a SUM over a cluster, hence far below ``lr``). Storage: ``index_bits`` per relative index.
 
-    The defaults are the quick profile's for LeNet-5 (``Recipe.for_profile``). LeNet-5 here has 62k
+    The defaults are the quick profile's for the course LeNet-5 (``Recipe.for_profile``). It has 62k
     parameters, 7x fewer than the paper's, so a 256-entry float32 codebook per conv layer is a large
-    fixed cost: at 94% pruned, conv / FC bits 6 / 4 give about 42x, the paper's 8 / 5 about 34x."""
+    fixed cost: at 94% pruned, conv / FC bits 5 / 4 fit the model better than the paper's 8 / 5
+    (notebook 06 measures both)."""
 
     q_final: float = 94.0
     prune_epochs: int = 10
@@ -712,7 +644,7 @@ class Recipe:
     lr: float = 0.01
     centroid_epochs: int = 10
     centroid_lr: float = 3e-4
-    bits: int | Mapping[str, int] | None = field(default_factory=lambda: {"conv": 6, "fc": 4})
+    bits: int | Mapping[str, int] | None = field(default_factory=lambda: {"conv": 5, "fc": 4})
     index_bits: int | Mapping[str, int] | None = field(default_factory=lambda: {"conv": 4, "fc": 6})
     batch_size: int = 128
 
@@ -737,10 +669,8 @@ class Recipe:
 def prune_globally(model: nn.Module, data, recipe: Recipe, progress: bool = True) -> train.History:
     """Stage 1: ``recipe``'s iterative pruning of ``model`` in place; it ends in its best state."""
     schedule = prune.AGPSchedule(recipe.q_final, n_steps=recipe.prune_epochs, global_=True)
-    history = train.fit(model, data, recipe.prune_config(), callbacks=[schedule], progress=progress,
-                        desc="prune")
-    model.load_state_dict(history.best_state)
-    return history
+    return train.fit(model, data, recipe.prune_config(), callbacks=[schedule], progress=progress,
+                     desc="prune", restore_best=True)
 
 
 def quantize_and_save(model: nn.Module, data, recipe: Recipe, path: str | Path, *, arch: str,
@@ -774,58 +704,3 @@ def tradeoff(model: nn.Module, data, recipes: Mapping[str, Recipe], path: str | 
                                              progress=False, assign=assign, index_fn=index_fn)
         points[label] = (report.ratio, accuracy["trained"])
     return points
-
-
-# ---------------------------------------------------------------------------------------------------
-# Mixed precision: bits per layer under a size budget
-
-
-def fixed_point_layer(layer: nn.Module, bits: int) -> None:
-    """Quantize ``layer``'s weight in place with the handout's linear quantizer (``quant.quantize``,
-    asymmetric, dynamic range): the fixed-point alternative to ``share_layer``."""
-    with torch.no_grad():
-        layer.weight.copy_(quant.quantize(layer.weight.detach(), _check_bits(bits, "bits")))
-
-
-def quantize_layers(model: nn.Module, bits: Mapping[str, int], quantize=share_layer) -> nn.Module:
-    """A copy of ``model`` with each layer named in ``bits`` quantized in place by
-    ``quantize(layer, bits)`` (``share_layer``: k-means sharing; ``fixed_point_layer``)."""
-    layers = dict(prunable_layers(model))
-    unknown = [n for n in bits if n not in layers]
-    if unknown:
-        raise ValueError(f"bits has layers {unknown}: allowed are the prunable layers {list(layers)}")
-    quantized = copy.deepcopy(model)
-    for name, b in bits.items():
-        quantize(quantized.get_submodule(name), b)
-    return quantized
-
-
-def bit_sensitivity(model: nn.Module, evaluate_fn, choices=(2, 3, 4, 5, 6), quantize=share_layer
-                    ) -> dict[str, dict[int, float]]:
-    """{layer: {bits: evaluate_fn(copy)}}: each prunable layer alone quantized at each of ``choices``
-    bits (``quantize_layers``; the other layers stay float). ``model`` is left unchanged."""
-    choices = [_check_bits(b, f"choices[{i}]") for i, b in enumerate(choices)]
-    return {name: {b: float(evaluate_fn(quantize_layers(model, {name: b}, quantize))) for b in choices}
-            for name, _ in prunable_layers(model)}
-
-
-def allocate_bits(sensitivity: Mapping[str, Mapping[int, float]], sizes: Mapping[str, int],
-                  budget: int) -> dict[str, int]:
-    """Mixed precision: the bits per layer whose summed ``sensitivity`` value (e.g. accuracy with only
-    that layer quantized) is largest while sum(sizes[layer] * bits) <= ``budget`` bits. Exhaustive
-    over every combination (fine for LeNet-5's 5 layers; refused past a million)."""
-    names = list(sensitivity)
-    options = [sorted(sensitivity[n]) for n in names]
-    if math.prod(map(len, options)) > 1_000_000:
-        raise ValueError(f"sensitivity spans {math.prod(map(len, options))} combinations: allowed are at "
-                         "most 1,000,000 (fewer layers or bit choices)")
-    best, best_value = None, -math.inf
-    for combo in itertools.product(*options):
-        size = sum(sizes[n] * b for n, b in zip(names, combo, strict=True))
-        value = sum(sensitivity[n][b] for n, b in zip(names, combo, strict=True))
-        if size <= budget and value > best_value:
-            best, best_value = combo, value
-    if best is None:
-        raise ValueError(f"budget={budget} bits: allowed is at least the smallest choice, "
-                         f"{sum(sizes[n] * o[0] for n, o in zip(names, options, strict=True))} bits")
-    return dict(zip(names, best, strict=True))

@@ -1,5 +1,4 @@
 import copy
-import math
 import struct
 from dataclasses import replace
 
@@ -35,60 +34,6 @@ def same_bits(a: nn.Module, b: nn.Module) -> bool:
 
 def distinct_nonzeros(weight: torch.Tensor) -> int:
     return len(torch.unique(weight[weight != 0]))
-
-
-# --- Huffman ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("symbols", [
-    np.random.default_rng(0).integers(0, 50, 2000),  # random, nearly uniform
-    np.random.default_rng(1).geometric(0.3, 3000) - 1,  # skewed
-    np.arange(300),  # all distinct
-    [7] * 10,  # one symbol
-    [0, 1],
-    [],
-])
-def test_huffman_round_trip(symbols):
-    lengths, payload, n_bits = C.huffman_encode(symbols)
-    assert C.huffman_decode(lengths, payload, n_bits, len(symbols)).tolist() == list(np.asarray(symbols))
-    assert len(payload) == math.ceil(n_bits / 8)
-    used = [n for n in lengths if n]
-    if len(used) > 1:
-        assert sum(2.0**-n for n in used) == 1.0  # a complete prefix code
-
-
-def test_huffman_lengths_are_optimal_and_beat_fixed_width_on_skewed_streams():
-    symbols = np.random.default_rng(2).geometric(0.4, 5000) - 1
-    counts = np.bincount(symbols)
-    p = counts[counts > 0] / counts.sum()
-    entropy = float(-(p * np.log2(p)).sum())
-    _, _, n_bits = C.huffman_encode(symbols)
-    assert entropy <= n_bits / len(symbols) < entropy + 1
-    assert n_bits < len(symbols) * math.ceil(math.log2(len(counts)))
-
-
-def test_huffman_edge_cases():
-    assert C.huffman_code_lengths([]) == []
-    assert C.huffman_code_lengths([0, 5, 0]) == [0, 1, 0]
-    assert C.huffman_code_lengths([3, 3, 3, 3]) == [2, 2, 2, 2]
-    assert C.huffman_code_lengths([1, 1, 2, 4]) == [3, 3, 2, 1]
-    assert C.canonical_codes([2, 1, 3, 3]) == {1: (0b0, 1), 0: (0b10, 2), 2: (0b110, 3), 3: (0b111, 3)}
-    assert C.huffman_encode([]) == ([], b"", 0)
-    assert C.huffman_encode([4, 4, 4]) == ([0, 0, 0, 0, 1], b"\x00", 3)
-
-
-def test_huffman_errors():
-    lengths, payload, n_bits = C.huffman_encode([0, 1, 2, 2])
-    with pytest.raises(C.CompressedFileError, match="4 announced"):
-        C.huffman_decode(lengths, payload, n_bits - 1, 4)
-    with pytest.raises(C.CompressedFileError, match="5 announced"):
-        C.huffman_decode(lengths, payload, n_bits, 5)
-    with pytest.raises(C.CompressedFileError, match="bits"):
-        C.huffman_decode(lengths, payload, 8 * len(payload) + 1, 4)
-    with pytest.raises(ValueError, match="symbols"):
-        C.huffman_encode([1, -1])
-    with pytest.raises(ValueError, match="counts"):
-        C.huffman_code_lengths([1, -2])
 
 
 # --- relative indices ------------------------------------------------------------------------------
@@ -388,46 +333,20 @@ def test_save_compressed_bad_arguments(tmp_path):
     assert not path.exists()
 
 
-# --- sizes, mixed precision, the pipeline ----------------------------------------------------------
+# --- Q1.3 and the pipeline -----------------------------------------------------------------------
 
 
-def test_huffman_size_of_float_weights_and_of_codes():
-    w = torch.randn(1000)
-    floats = C.huffman_size(w)
-    assert floats["distinct"] == 1000 and floats["total"] > floats["float32"] == 4000
-    codes = C.huffman_size(torch.randint(0, 16, (1000,)))
-    assert codes["distinct"] == 16 and codes["payload"] <= 500 and codes["total"] < 600
-
-
-def test_allocate_bits_picks_the_best_combination_within_the_budget():
-    sensitivity = {"a": {2: 0.5, 4: 0.9}, "b": {2: 0.1, 4: 0.9}}
-    sizes = {"a": 100, "b": 10}
-    assert C.allocate_bits(sensitivity, sizes, 240) == {"a": 2, "b": 4}
-    assert C.allocate_bits(sensitivity, sizes, 440) == {"a": 4, "b": 4}
-    with pytest.raises(ValueError, match="budget=100"):
-        C.allocate_bits(sensitivity, sizes, 100)
-
-
-def test_bit_sensitivity_leaves_the_model_unchanged():
-    model = lenet5()
-    before = [t.clone() for t in model.state_dict().values()]
-    result = C.bit_sensitivity(model, lambda m: distinct_nonzeros(m.fc1.weight), choices=(1, 3))
-    assert list(result) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
-    assert result["fc1"] == {1: 2.0, 3: 8.0}
-    assert result["conv1"][1] == distinct_nonzeros(model.fc1.weight) > 40000  # fc1 float while conv1 shares
-    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values(), strict=True))
-
-
-def test_quantize_layers_copies_and_quantizes_the_named_layers():
+def test_huffman_of_sharing_compares_floats_and_codes():
+    model = pruned_shared(make=lenet5, q=90, bits=4)
     torch.manual_seed(0)
-    model = lenet5()
-    shared = C.quantize_layers(model, {"fc1": 2, "conv2": 3})
-    fixed = C.quantize_layers(model, {"fc1": 2}, C.fixed_point_layer)
-    assert distinct_nonzeros(shared.fc1.weight) <= 4 and distinct_nonzeros(shared.conv2.weight) <= 8
-    assert distinct_nonzeros(fixed.fc1.weight) <= 4 and torch.equal(fixed.conv2.weight, model.conv2.weight)
-    assert distinct_nonzeros(model.fc1.weight) > 40000  # the original is untouched
-    with pytest.raises(ValueError, match="fc9"):
-        C.quantize_layers(model, {"fc9": 2})
+    before = lenet5()  # the same seeded weights, before pruning and sharing
+    sizes = C.huffman_of_sharing(before.fc1.weight, C.shared_from_weights(model)["fc1"])
+    kept = int((model.fc1.weight != 0).sum())
+    assert sizes["float32 values"]["values"] == sizes["codes"]["values"] == kept
+    assert sizes["float32 values"]["distinct"] == kept and sizes["codes"]["distinct"] == 16
+    assert sizes["float32 values"]["total"] > 4 * kept > 4 * sizes["codes"]["total"]
+    with pytest.raises(ValueError, match="shape"):
+        C.huffman_of_sharing(before.fc2.weight, C.shared_from_weights(model)["fc1"])
 
 
 def test_tradeoff_runs_each_recipe(tiny_data, tmp_path):
