@@ -1,5 +1,5 @@
 """The ``labkit`` command: ``run`` the notebooks, ``grade`` submissions, ``release`` student versions,
-make ``references``, ``train`` a pretrained checkpoint."""
+make ``references``, ``train`` a pretrained checkpoint, export a student's ``report``."""
 
 from __future__ import annotations
 
@@ -179,6 +179,19 @@ def _policy_options(p: argparse.ArgumentParser, device: str, precision: str) -> 
                    help=f"training autocast: auto, fp32, bf16, fp16 where native (default: {precision})")
 
 
+def _report(args) -> int:
+    from labkit import handin
+
+    for notebook in args.notebooks:
+        try:
+            r = handin.export(notebook, args.out, require_pdf=args.pdf)
+        except handin.NoPdfEngine as exc:  # asked for, impossible: one line, as for a user error
+            print(f"labkit report: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {r.html}; " + (f"{r.pdf} (PDF engine: {r.engine})" if r.pdf else f"no PDF: {r.note}"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=PROFILES, default="quick", help="profile the validation grades with")
     p.add_argument("--no-validate", action="store_true", help="skip grading both versions")
     p.set_defaults(func=_release)
+
+    p = sub.add_parser("report", help="export executed notebooks as the handout's report: HTML, and PDF "
+                                      "where an engine (headless Chromium or xelatex) is installed")
+    p.add_argument("notebooks", nargs="+", help="executed notebooks (.ipynb)")
+    p.add_argument("--out", type=Path, help="folder for the reports (default: each notebook's folder)")
+    p.add_argument("--pdf", action="store_true", help="fail (exit 2) when no PDF can be made")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("tag", help="give code cells nbgrader metadata (ids kept, points from references)")
     p.add_argument("notebooks", nargs="*", help="names or paths (default: every notebook in notebooks/)")
