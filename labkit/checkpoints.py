@@ -4,7 +4,7 @@ File layout (one ``torch.save`` dict): ``{"format": FORMAT, "meta": {...}, "stat
 with meta keys ``arch``, ``dataset``, ``num_classes``, ``in_channels``, ``accuracy`` (test, 0..1),
 ``recipe`` (the TrainConfig as a dict, or any dict), ``torch_version`` and free-form extras.
 
-The pretrained registry (``pretrained_path``): ``checkpoints/<arch>-<dataset>.pt`` in the repository
+The pretrained registry (``pretrained_path``): ``checkpoints/<arch>-<dataset>.pt`` under ``labkit.HOME``
 (committed for the offline datasets), else ``checkpoints/cache/`` (``labkit.pretrain`` fills it).
 """
 
@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from labkit import models
+from labkit import HOME, models
+from labkit import device as policy
 from labkit.atomic import atomic_open
 
 FORMAT = "labkit-checkpoint-1"
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_DIR = HOME / "checkpoints"
 
 
 class CheckpointError(ValueError):
@@ -64,14 +65,15 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
     return blob["state_dict"], meta
 
 
-def load_model(path: str | Path, *, arch: str | None = None, dataset: str | None = None,
+def load_model(path: str | Path, *, arch: str | None = None, dataset: str | None = None, device=None,
                **model_kwargs) -> tuple[nn.Module, dict]:
-    """Build the checkpoint's architecture (plus ``model_kwargs`` such as ``nbits``) and load it."""
+    """Build the checkpoint's architecture (plus ``model_kwargs`` such as ``nbits``), load it and
+    move it to ``device`` (default: the device policy's, ``labkit.device.get_device()``)."""
     state, meta = load_checkpoint(path, arch=arch, dataset=dataset)
     model = models.build(meta["arch"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
                          **model_kwargs)
     model.load_state_dict(state)
-    return model, meta
+    return model.to(device if device is not None else policy.get_device()), meta
 
 
 def pretrained_path(arch: str, dataset: str) -> Path:

@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from labkit import data, models
+from labkit import HOME, data, models
 from labkit.device import PRECISIONS
 from labkit.runner import PROFILES, NotebookFailed, execute_notebook
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = HOME
 NOTEBOOKS = REPO / "notebooks"
 
 
@@ -81,7 +81,7 @@ def _run(args) -> int:
         error = ""
         try:
             env = {"LABKIT_RESULTS": str(results), **_policy_env(args, precision)}
-            execute_notebook(nb, out_dir / nb.name, params, env=env, timeout=args.timeout)
+            execute_notebook(nb, out_dir / nb.name, params, env=env, timeout=args.timeout, progress=True)
         except Exception as exc:  # a failing cell, or a kernel that died or timed out: go on with the others
             error = (str(exc) if isinstance(exc, NotebookFailed) else f"{type(exc).__name__}: {exc}")[:160]
         seconds = time.perf_counter() - start

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parent.parent
-MINI_PATH = REPO / "data" / "fashion-mnist-mini.npz"
+from labkit import HOME, REPOSITORY
+
+MINI_PATH = HOME / "data" / "fashion-mnist-mini.npz"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATASETS = ("cifar10", "mnist", "fashion-mnist", "fashion-mnist-mini")
 # Horizontal flips are label-preserving for objects and clothes, not for digits.
@@ -36,8 +37,8 @@ class DatasetNotFound(FileNotFoundError):
 
 
 def data_root() -> Path:
-    """Where torchvision datasets are cached: ``$LABKIT_DATA`` or ``<repo>/data/cache``."""
-    return Path(os.environ.get("LABKIT_DATA", REPO / "data" / "cache"))
+    """Where torchvision datasets are cached: ``$LABKIT_DATA`` or ``labkit.HOME/data/cache``."""
+    return Path(os.environ.get("LABKIT_DATA", HOME / "data" / "cache"))
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class Dataset:
     @property
     def image_size(self) -> int:
         return self.train_x.shape[-1]
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """One example's shape ``(C, H, W)``, as ``labkit.measure`` takes it."""
+        return tuple(self.train_x.shape[1:])
 
     def to(self, device, split: str | None = None) -> Dataset:
         """The same dataset with its tensors (only ``split``'s, if given) on ``device``, moved once,
@@ -273,7 +279,8 @@ def load(name: str, root: str | Path | None = None, download: bool = True) -> Da
         raise ValueError(f"dataset={name!r}: allowed are {', '.join(DATASETS)}")
     if name == "fashion-mnist-mini":
         if not MINI_PATH.is_file():
-            raise DatasetNotFound(f"{MINI_PATH} is missing: it ships with the repository; rebuild it with "
+            raise DatasetNotFound(f"{MINI_PATH} is missing: it ships with the repository ({REPOSITORY}); "
+                                  "outside a checkout set LABKIT_HOME to one, or rebuild it with "
                                   "`python scripts/build_mini.py` (needs Debian's dataset-fashion-mnist)")
         return load_npz(MINI_PATH, name)
     return _torchvision(name, Path(root) if root is not None else data_root(), download)

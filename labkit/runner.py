@@ -1,8 +1,10 @@
-"""Execute notebooks top to bottom with papermill, parameters injected into the ``parameters`` cell."""
+"""Execute notebooks top to bottom with papermill, parameters injected into the ``parameters`` cell;
+the Colab setup cell every notebook opens with."""
 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,10 +31,12 @@ def _environ(extra: dict[str, str] | None):
 
 
 def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | None = None,
-                     env: dict[str, str] | None = None, timeout: float | None = None) -> Path:
+                     env: dict[str, str] | None = None, timeout: float | None = None,
+                     progress: bool = False) -> Path:
     """Run ``notebook`` into ``out`` (created with its parents; it keeps the outputs, also of a
     failed run); raise ``NotebookFailed`` if a cell raises. ``env`` is set for the kernel only for
-    the duration of the run; ``timeout`` bounds each cell in seconds."""
+    the duration of the run; ``timeout`` bounds each cell in seconds; ``progress`` copies what the
+    kernel writes to stderr (training's per-epoch lines, warnings) to ours while it runs."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -44,8 +48,28 @@ def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | N
         try:
             pm.execute_notebook(str(notebook), str(out), parameters=parameters or {},
                                 cwd=str(notebook.parent), execution_timeout=timeout, progress_bar=False,
-                                kernel_name="python3")
+                                kernel_name="python3", stderr_file=sys.stderr if progress else None)
         except PapermillExecutionError as exc:
             where = f"{notebook.name}: cell {exc.exec_count}"
             raise NotebookFailed(f"{where}: {exc.ename}: {exc.evalue}") from exc
     return out
+
+
+def colab_setup_source() -> str:
+    """The first cell of every notebook: inside Google Colab only, clone ``labkit.REPOSITORY`` at
+    ``labkit.REVISION``, install it and point ``LABKIT_HOME`` at the clone (its data, checkpoints and
+    runs); anywhere else it does nothing. ``tests/test_colab.py`` keeps the notebooks' copies equal."""
+    from labkit import REPOSITORY, REVISION
+
+    return f"""# Setup: inside Google Colab, install labkit from its repository; elsewhere this does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    home = "/content/labkit"
+    if not os.path.isdir(home):
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "{REVISION}",
+                        "{REPOSITORY}", home], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", home], check=True)
+    os.environ["LABKIT_HOME"] = home  # the clone's data/, checkpoints/ and runs/"""

@@ -12,6 +12,7 @@ copied to the device once, metrics accumulate on the device and are read once pe
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -178,7 +179,7 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, callbacks=(), devi
         if progress:
             tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: loss {history.train_loss[-1]:.4f} "
                        f"train acc {history.train_acc[-1]:.4f} test acc {test_acc:.4f} "
-                       f"({seen / seconds:.0f} img/s)")
+                       f"({seen / seconds:.0f} img/s)", file=sys.stderr)  # labkit run shows stderr
     if restore_best and history.best_state is not None:
         model.load_state_dict(history.best_state)
     return history
