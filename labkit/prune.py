@@ -2,8 +2,9 @@
 
 The handout's vocabulary: ``q`` is the percentage (0..100) of weights to prune; a *mask* is a bool
 tensor shaped like a layer's weight (True = kept); masks travel as ``{layer name: mask}`` over the
-*prunable layers*: every Conv2d and Linear except the shortcut projections ``id_mapping``. Only
-weights are pruned; biases and BatchNorm stay dense.
+*prunable layers*: those the model declares (``prunable_layer_names``; for a model that declares none,
+every Conv2d and Linear except the shortcut projections ``id_mapping``). Only weights are pruned; biases
+and BatchNorm stay dense. Channel pruning removes the ``channel_groups`` the model declares.
 
 The runs take the handout's functions as arguments, so a student's own versions can drive them (labkit's
 are the defaults): ``prune_layer(layer, q)`` (``prune_by_percentage``), ``prune_net(net, q)``
@@ -24,7 +25,6 @@ import torch.nn.utils.prune as torch_prune
 from torch import nn
 
 from labkit.checks import check_int
-from labkit.models import LeNet5, ResNetCIFAR
 from labkit.train import Callback, fit
 
 # ---------------------------------------------------------------------------------------------------
@@ -51,15 +51,21 @@ def _weight(layer) -> torch.Tensor:
 
 
 def prunable_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every nn.Conv2d / nn.Linear (quantized subclasses included) except the
-    shortcuts (``id_mapping`` in the name), in module order: 20 for ResNet-20, 5 for LeNet-5."""
+    """``(name, module)`` of every prunable layer, in the order the model declares them
+    (``prunable_layer_names``, as every ``labkit.models`` network does: 20 for ResNet-20, 5 for
+    LeNet-5); for a model that declares none, every nn.Conv2d / nn.Linear (quantized subclasses
+    included) except the shortcuts (``id_mapping`` in the name), in module order."""
     if not isinstance(net, nn.Module):
         raise TypeError(f"net={type(net).__name__}: allowed is an nn.Module")
-    layers = [(name, m) for name, m in net.named_modules()
-              if isinstance(m, (nn.Conv2d, nn.Linear)) and "id_mapping" not in name]
+    names = getattr(net, "prunable_layer_names", None)
+    if names is None:
+        layers = [(name, m) for name, m in net.named_modules()
+                  if isinstance(m, (nn.Conv2d, nn.Linear)) and "id_mapping" not in name]
+    else:
+        layers = [(name, _module(net, name, (nn.Conv2d, nn.Linear), "pruning")) for name in names]
     if not layers:
         raise ValueError(f"net={type(net).__name__} has no prunable layer: allowed is a model with a Conv2d "
-                         "or Linear outside id_mapping")
+                         "or Linear outside id_mapping, or one that declares prunable_layer_names")
     return layers
 
 
@@ -533,19 +539,19 @@ class _ChannelCut:
 
 
 def _channel_groups(model: nn.Module) -> list[tuple[str, str | None, str]]:
-    if isinstance(model, LeNet5):
-        return [("conv1", None, "conv2"), ("conv2", None, "fc1")]
-    if isinstance(model, ResNetCIFAR):  # inner channels of each block; the residual width stays
-        return [(f"body_op.{i}.conv1", f"body_op.{i}.bn1", f"body_op.{i}.conv2")
-                for i in range(len(model.body_op))]
-    raise ValueError(f"model={type(model).__name__}: channel pruning supports labkit.models' LeNet5 and "
-                     "ResNetCIFAR (resnet20)")
+    """The model's declared ``channel_groups``: (producer conv, its BatchNorm or None, consumer)."""
+    groups = list(getattr(model, "channel_groups", ()))
+    if not groups:
+        raise ValueError(f"model={type(model).__name__} declares no channel_groups: allowed are models with "
+                         "conv layers that declare them (labkit.models' LeNet5, LeNet5Caffe, ResNetCIFAR)")
+    return groups
 
 
-def _module(model: nn.Module, name: str, allowed: tuple[type, ...]) -> nn.Module:
+def _module(model: nn.Module, name: str, allowed: tuple[type, ...], what: str = "channel pruning"
+            ) -> nn.Module:
     module = model.get_submodule(name)
     if not isinstance(module, allowed):
-        raise ValueError(f"{name} is a {type(module).__name__}: channel pruning handles only "
+        raise ValueError(f"{name} is a {type(module).__name__}: {what} handles only "
                          f"{' / '.join(t.__name__ for t in allowed)} there")
     return module
 
@@ -603,7 +609,8 @@ def _index_(module: nn.Module, name: str, dim: int, index: torch.Tensor) -> None
 def channel_prune(model: nn.Module, ratio: float, keep_fn=None) -> nn.Module:
     """A physically smaller deep copy of ``model`` (which is left unchanged): in each producer conv
     keep the max(1, round((1 - ratio) * C)) output channels of largest L2 norm, together with the
-    following BatchNorm's entries and the next layer's matching inputs. LeNet-5: conv1 (-> conv2) and
+    following BatchNorm's entries and the next layer's matching inputs, for each of the model's
+    ``channel_groups``. LeNet-5: conv1 (-> conv2) and
     conv2 (-> fc1, whose input features come in 5x5 blocks per channel). ResNet-20: the inner
     channels of each basic block (conv1 outputs, bn1, conv2 inputs); the residual width is intact.
     Layer classes (quantized ones included) are kept; their size attributes are updated. ``keep_fn``

@@ -36,6 +36,38 @@ def test_lenet5_is_the_classic_network():
     assert net(torch.zeros(2, 1, 28, 28)).shape == net(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
 
 
+def test_lenet_300_100_is_table_1s_network():
+    net = models.build("lenet-300-100")
+    assert _prunable(net) == ["fc1", "fc2", "fc3"]
+    weights = {name: m.weight.numel() for name, m in net.named_modules() if name in net.prunable_layer_names}
+    assert weights == {"fc1": 235_200, "fc2": 30_000, "fc3": 1_000}  # the paper's 235K, 30K, 1K
+    assert sum(p.numel() for p in net.parameters()) == 266_610  # the paper's 267K
+    assert profile_macs(net.eval(), torch.zeros(1, 1, 28, 28)) == 266_200
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert models.constructor_args(models.build("lenet-300-100", num_classes=7, in_channels=3)) == (7, 3)
+
+
+def test_lenet5_caffe_is_table_1s_network():
+    net = models.build("lenet5-caffe")
+    assert _prunable(net) == ["conv1", "conv2", "fc1", "fc2"]
+    weights = {name: m.weight.numel() for name, m in net.named_modules() if name in net.prunable_layer_names}
+    assert weights == {"conv1": 500, "conv2": 25_000, "fc1": 400_000, "fc2": 5_000}  # 0.5K, 25K, 400K, 5K
+    assert sum(p.numel() for p in net.parameters()) == 431_080  # the paper's 431K
+    # conv1 24x24 outputs x 500, conv2 8x8 x 25,000, then the FC weights once
+    assert profile_macs(net.eval(), torch.zeros(1, 1, 28, 28)) == 24 * 24 * 500 + 8 * 8 * 25_000 + 405_000
+    assert net(torch.zeros(2, 1, 28, 28)).shape == net(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("arch", models.ARCHITECTURES)
+def test_models_declare_their_prunable_layers_and_channel_groups(arch):
+    net = models.build(arch)
+    assert list(net.prunable_layer_names) == _prunable(net)  # every weight layer but the shortcuts
+    for producer, norm, consumer in net.channel_groups:
+        channels = net.get_submodule(producer).out_channels  # a Conv2d's
+        assert norm is None or net.get_submodule(norm).num_features == channels
+        assert isinstance(net.get_submodule(consumer), (nn.Conv2d, nn.Linear))
+
+
 @pytest.mark.parametrize("arch", models.ARCHITECTURES)
 def test_quantized_variant_loads_float_weights(arch):
     float_net = models.build(arch)

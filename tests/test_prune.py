@@ -8,7 +8,7 @@ from torch import nn
 
 from labkit import prune as P
 from labkit.data import Dataset
-from labkit.models import LeNet5, lenet5, resnet20
+from labkit.models import LeNet5, lenet5, lenet5_caffe, lenet_300_100, resnet20
 from labkit.train import TrainConfig, fit
 
 
@@ -54,6 +54,29 @@ def test_prunable_layers_resnet20_lenet5_and_quantized():
     assert not any("id_mapping" in name for name in names)
     assert [name for name, _ in P.prunable_layers(lenet5())] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     assert len(P.prunable_layers(resnet20(nbits=4))) == 20
+
+
+def test_prunable_layers_are_the_declared_ones_and_the_name_rule_is_the_fallback():
+    for make in (resnet20, lenet5, lenet_300_100, lenet5_caffe):
+        net = make()
+        assert [name for name, _ in P.prunable_layers(net)] == list(net.prunable_layer_names)
+    assert [name for name, _ in P.prunable_layers(lenet5_caffe())] == ["conv1", "conv2", "fc1", "fc2"]
+
+    class Foreign(nn.Module):  # declares nothing: every Conv2d / Linear outside id_mapping
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(2, 2))
+            self.id_mapping = nn.Conv2d(1, 2, 1)
+
+    assert [name for name, _ in P.prunable_layers(Foreign())] == ["body.0", "body.1"]
+
+    class Declared(Foreign):  # the declaration wins, in its order
+        prunable_layer_names = ("body.1", "id_mapping")
+
+    assert [name for name, _ in P.prunable_layers(Declared())] == ["body.1", "id_mapping"]
+    Declared.prunable_layer_names = ("body",)
+    with pytest.raises(ValueError, match="body is a Sequential: pruning handles only Conv2d / Linear"):
+        P.prunable_layers(Declared())
 
 
 def test_prunable_layers_errors():
@@ -519,7 +542,8 @@ def n_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize("make, x_shape", [(lenet5, (2, 1, 28, 28)), (resnet20, (2, 3, 16, 16))])
+@pytest.mark.parametrize("make, x_shape", [(lenet5, (2, 1, 28, 28)), (resnet20, (2, 3, 16, 16)),
+                                           (lenet5_caffe, (2, 1, 28, 28))])
 def test_channel_prune_equals_channel_masks(make, x_shape):
     torch.manual_seed(0)
     model = randomize_batchnorm(make()).eval()
@@ -588,8 +612,10 @@ def test_channel_prune_errors():
             P.channel_prune(lenet5(), ratio)
     with pytest.raises(TypeError, match="ratio='0.5'"):
         P.channel_masks(lenet5(), "0.5")
-    with pytest.raises(ValueError, match="model=Sequential"):
+    with pytest.raises(ValueError, match="model=Sequential declares no channel_groups"):
         P.channel_prune(nn.Sequential(nn.Conv2d(1, 2, 3)), 0.5)
+    with pytest.raises(ValueError, match="model=LeNet300100 declares no channel_groups"):
+        P.channel_masks(lenet_300_100(), 0.5)
     model = lenet5()
     model.conv2 = nn.Identity()
     with pytest.raises(ValueError, match="conv2 is a Identity"):
