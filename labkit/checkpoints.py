@@ -5,7 +5,8 @@ with meta keys ``arch``, ``dataset``, ``num_classes``, ``in_channels``, ``accura
 ``recipe`` (the TrainConfig as a dict, or any dict), ``torch_version`` and free-form extras.
 
 The pretrained registry (``pretrained_path``): ``checkpoints/<arch>-<dataset>.pt`` under ``labkit.HOME``
-(committed for the offline datasets), else ``checkpoints/cache/`` (``labkit.pretrain`` fills it).
+(committed for the offline datasets), else ``checkpoints/cache/`` (``labkit.pretrain`` fills it and
+checks a cached file's provenance before it reuses it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from labkit.atomic import atomic_open
 
 FORMAT = "labkit-checkpoint-1"
 CHECKPOINT_DIR = HOME / "checkpoints"
+CACHE_DIR = CHECKPOINT_DIR / "cache"
 
 
 class CheckpointError(ValueError):
@@ -76,7 +78,9 @@ def load_model(path: str | Path, *, arch: str | None = None, dataset: str | None
     return model.to(device if device is not None else policy.get_device()), meta
 
 
-def pretrained_path(arch: str, dataset: str) -> Path:
-    """Where the registry keeps ``arch`` trained on ``dataset`` (committed, else the cache)."""
+def pretrained_path(arch: str, dataset: str, tag: str | None = None) -> Path:
+    """Where the registry keeps ``arch`` trained on ``dataset``: the committed file, else the cache's
+    ``<arch>-<dataset>.pt`` (the recipe on all the data), or ``<arch>-<dataset>-<tag>.pt`` for a model
+    trained otherwise (e.g. tag ``quick``: on the quick profile's subset and epoch budget)."""
     committed = CHECKPOINT_DIR / f"{arch}-{dataset}.pt"
-    return committed if committed.is_file() else CHECKPOINT_DIR / "cache" / committed.name
+    return committed if committed.is_file() else CACHE_DIR / f"{arch}-{dataset}{f'-{tag}' if tag else ''}.pt"

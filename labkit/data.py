@@ -83,6 +83,14 @@ class Dataset:
         return replace(self, **_balanced(self.train_x, self.train_y, n_train, g, "train"),
                        **_balanced(self.test_x, self.test_y, n_test, g, "test"))
 
+    def at_most(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
+        """``subset`` for splits larger than ``n``; a split with at most ``n`` images (or ``n`` None)
+        stays whole."""
+        def cut(n, available):
+            return n if n is not None and n < available else None
+
+        return self.subset(cut(n_train, len(self.train_y)), cut(n_test, len(self.test_y)), seed)
+
     def split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in ("train", "test"):
             raise ValueError(f"split={split!r}: allowed are 'train' and 'test'")

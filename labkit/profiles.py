@@ -5,7 +5,9 @@ fine-tuning; ResNet-20 on a class-balanced subset of it (3000 training / 1000 te
 (75x fewer multiply-adds per 28x28 image) on all of it (10,000 / 2,000). ``full`` is the handouts' own
 settings (20 fine-tuning epochs, batch 256, 10 iterative pruning epochs) on the handouts' data sets
 (CIFAR-10 for ResNet-20, MNIST for LeNet-5); a ``DATASET`` override (e.g. ``fashion-mnist``, which works
-offline) applies to either. ``tiny`` is a smoke test for the kit's own tests and for an instructor's dry
+offline) applies to either. Where no checkpoint is committed (CIFAR-10, MNIST), ``quick`` pretrains on its
+subsets for ``pretrain_epochs`` (minutes on 2 cores; cached as ``<arch>-<dataset>-quick.pt``), ``full`` with
+the recipe on all the data. ``tiny`` is a smoke test for the kit's own tests and for an instructor's dry
 run of grading: the quick data and checkpoints cut to a few hundred images and one epoch per step, seconds
 per notebook; no references are recorded for it, so only the property checks grade it.
 """
@@ -31,17 +33,20 @@ class Profile:
     datasets: dict = field(default_factory=dict)  # architecture -> default data set
     subsets: dict = field(default_factory=dict)  # architecture -> (training, test images); None/absent: all
     scan_fraction: float = 1.0  # share of the test images a per-layer sensitivity scan evaluates on
+    # Where no checkpoint is committed (CIFAR-10, MNIST): pretraining epochs on ``subsets``; None: the
+    # recipe on all the data.
+    pretrain_epochs: int | None = None
 
 
 QUICK = Profile("quick", finetune_epochs=3, prune_epochs=3, batch_size=128,
                 datasets={"resnet20": "fashion-mnist-mini", "lenet5": "fashion-mnist-mini"},
-                subsets={"resnet20": (3000, 1000)}, scan_fraction=0.25)
+                subsets={"resnet20": (3000, 1000)}, scan_fraction=0.25, pretrain_epochs=10)
 FULL = Profile("full", finetune_epochs=20, prune_epochs=10, batch_size=256,
                datasets={"resnet20": "cifar10", "lenet5": "mnist"})
 
 TINY = Profile("tiny", finetune_epochs=1, prune_epochs=1, batch_size=64,
                datasets={"resnet20": "fashion-mnist-mini", "lenet5": "fashion-mnist-mini"},
-               subsets={"resnet20": (320, 200), "lenet5": (1000, 500)}, scan_fraction=0.5)
+               subsets={"resnet20": (320, 200), "lenet5": (1000, 500)}, scan_fraction=0.5, pretrain_epochs=1)
 
 
 def get_profile(name: str) -> Profile:
@@ -62,16 +67,17 @@ def dataset_name(profile: Profile, arch: str, dataset: str | None = None) -> str
 
 def lab_data(profile: Profile, arch: str, dataset: str | None = None) -> data.Dataset:
     """The data set a lab trains ``arch`` on, cut to the profile's class-balanced subsets for ``arch``."""
-    ds = data.load(dataset_name(profile, arch, dataset))
-    n_train, n_test = profile.subsets.get(arch, (None, None))
-
-    def size(n, available):  # None keeps the whole split
-        return n if n is not None and n < available else None
-
-    return ds.subset(size(n_train, len(ds.train_y)), size(n_test, len(ds.test_y)))
+    return data.load(dataset_name(profile, arch, dataset)).at_most(*profile.subsets.get(arch, (None, None)))
 
 
 def lab_model(profile: Profile, arch: str, dataset: str | None = None,
               **model_kwargs) -> tuple[nn.Module, dict]:
-    """The pretrained ``arch`` for this profile / data set (trained and cached first if missing)."""
-    return pretrain.pretrained(arch, dataset_name(profile, arch, dataset), **model_kwargs)
+    """The pretrained ``arch`` for this profile / data set, on the device policy's device: the committed
+    checkpoint where there is one; else trained and cached first, by the full profile with the recipe on
+    all the data, by the others on the profile's subset for ``pretrain_epochs`` (cached as
+    ``<arch>-<dataset>-<profile>.pt``)."""
+    name = dataset_name(profile, arch, dataset)
+    if profile.pretrain_epochs is None:
+        return pretrain.pretrained(arch, name, **model_kwargs)
+    return pretrain.pretrained(arch, name, tag=profile.name, subset=profile.subsets.get(arch, (None, None)),
+                               epochs=profile.pretrain_epochs, **model_kwargs)

@@ -128,3 +128,33 @@ def test_offline_fashion_mnist_from_debian_layout(tmp_path, monkeypatch):
     ds = data.load("fashion-mnist", root=tmp_path / "cache", download=False)
     assert ds.train_x.shape == (20, 1, 28, 28)
     assert np.array_equal(ds.train_x[:, 0].numpy(), images) and ds.train_y.tolist() == labels.tolist()
+
+
+@pytest.mark.parametrize("name, shape, hflip", [("cifar10", (3, 32, 32), True), ("mnist", (1, 28, 28), False)])
+def test_online_data_sets_load_from_torchvision_files(tmp_path, monkeypatch, name, shape, hflip):
+    import standins
+
+    getattr(standins, name)(tmp_path, n_train=200, n_test=100)
+    standins.accept_cifar_checksums(monkeypatch)
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path))
+    ds = data.load(name, download=False)
+    assert (ds.name, ds.input_size, ds.hflip) == (name, shape, hflip)
+    assert (len(ds.train_y), len(ds.test_y)) == (200, 100) and ds.train_x.dtype == torch.uint8
+    with np.load(data.MINI_PATH) as z:  # the stand-ins keep the mini set's labels, in order
+        assert ds.train_y.tolist() == z["train_y"][:200].tolist()
+    assert len(ds.mean) == shape[0] and all(0 < s < 1 for s in ds.std)
+    x, y = next(ds.batches("train", 64, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0)))
+    assert x.shape == (64, *shape) and x.dtype == torch.float32
+
+
+def test_at_most_cuts_only_larger_splits(tiny_data):
+    cut = tiny_data.at_most(100, 500)
+    assert (len(cut.train_y), len(cut.test_y)) == (100, len(tiny_data.test_y))
+    assert tiny_data.at_most() is not None and len(tiny_data.at_most().train_y) == len(tiny_data.train_y)
+
+
+def test_to_moves_only_the_split_asked_for(tiny_data):
+    moved = tiny_data.to("meta", split="test")
+    assert moved.test_x.is_meta and moved.test_y.is_meta and not moved.train_x.is_meta
+    with pytest.raises(ValueError, match="split='val'"):
+        tiny_data.to("cpu", split="val")

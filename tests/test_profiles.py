@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -29,3 +31,37 @@ def test_bad_profile_and_dataset():
         profiles.get_profile("fast")
     with pytest.raises(ValueError, match="DATASET='svhn'"):
         profiles.dataset_name(profiles.QUICK, "lenet5", "svhn")
+
+
+def test_pretraining_on_an_online_data_set_uses_the_profile_and_checks_provenance(tmp_path, monkeypatch):
+    import standins
+
+    from labkit import checkpoints, pretrain
+
+    standins.mnist(tmp_path / "data", n_train=1200, n_test=600)
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    monkeypatch.setattr(checkpoints, "CACHE_DIR", tmp_path / "checkpoints" / "cache")
+    trained = []
+    real_pretrain = pretrain.pretrain
+    monkeypatch.setattr(pretrain, "pretrain", lambda *a, **kw: trained.append(kw) or real_pretrain(*a, **kw))
+
+    model, meta = profiles.lab_model(profiles.TINY, "lenet5", "mnist")
+    path = tmp_path / "checkpoints" / "cache" / "lenet5-mnist-tiny.pt"  # the name says how it was made
+    assert path.is_file() and len(trained) == 1
+    assert meta["subset"] == [1000, 500] and meta["recipe"]["epochs"] == profiles.TINY.pretrain_epochs
+    profiles.lab_model(profiles.TINY, "lenet5", "mnist")
+    assert len(trained) == 1  # same provenance: reused
+
+    _, meta = profiles.lab_model(replace(profiles.TINY, pretrain_epochs=2), "lenet5", "mnist")
+    assert len(trained) == 2 and meta["recipe"]["epochs"] == 2  # a different recipe: trained again
+
+
+def test_provenance_mismatch_names_the_differences():
+    from labkit import pretrain
+
+    config = pretrain.recipe("lenet5", epochs=3)
+    meta = {"recipe": {**config.to_dict(), "warmup_epochs": 0.0}, "subset": [None, None]}
+    assert pretrain.provenance_mismatch(meta, config) is None  # a field TrainConfig dropped is ignored
+    assert pretrain.provenance_mismatch(meta, config, (1000, 500)) == "subset=[None, None], not [1000, 500]"
+    assert "epochs=3, not 4" in pretrain.provenance_mismatch(meta, pretrain.recipe("lenet5", epochs=4))
