@@ -4,7 +4,9 @@ Same model, same real images (the Fashion-MNIST mini set, 28x28), batch 256, SGD
 epoch. The baseline is the handout's pipeline: a torchvision-style Dataset returning PIL images,
 per-sample RandomCrop(padding=4) + RandomHorizontalFlip + ToTensor + Normalize, and a DataLoader.
 The machine's limit is measured too: sgemm GFLOP/s divided by the FLOPs of one training image
-(3 x forward: forward, input gradient, weight gradient; 2 FLOPs per MAC).
+(3 x forward: forward, input gradient, weight gradient; 2 FLOPs per MAC). labkit's loop runs in fp32 and,
+where the device computes bf16 natively (``labkit.device.native``), under bf16 autocast
+(``LABKIT_PRECISION=bf16``); its evaluation speed is measured in both too.
 
     python benchmarks/train_throughput.py [--batches 12] [--device cpu|cuda]
 """
@@ -12,6 +14,7 @@ The machine's limit is measured too: sgemm GFLOP/s divided by the FLOPs of one t
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -21,6 +24,7 @@ from PIL import Image
 from torchprofile import profile_macs
 
 from labkit import data, models, train
+from labkit import device as policy
 
 
 class HandoutDataset(torch.utils.data.Dataset):
@@ -61,13 +65,22 @@ def handout_loop(ds, device, batches: int, batch_size: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def labkit_loop(ds, device, batches: int, batch_size: int) -> float:
-    """Images/s of ``labkit.train.fit`` (its own timer covers the training batches, not evaluation)."""
+def labkit_loop(ds, device, batches: int, batch_size: int, precision: str) -> tuple[float, float]:
+    """Images/s of ``labkit.train.fit``'s training batches (its own timer) and of ``train.evaluate`` on
+    the test split, both under ``LABKIT_PRECISION=precision``."""
+    os.environ["LABKIT_PRECISION"] = precision
     config = train.TrainConfig(epochs=1, batch_size=batch_size, max_batches=2)
     train.fit(models.resnet20(in_channels=1), ds, config, device=device, progress=False)  # warm-up
     config = train.TrainConfig(epochs=1, batch_size=batch_size, max_batches=batches)
-    history = train.fit(models.resnet20(in_channels=1), ds, config, device=device, progress=False)
-    return history.images_per_s[0]
+    net = models.resnet20(in_channels=1)
+    history = train.fit(net, ds, config, device=device, progress=False)
+    test = ds.to(device, split="test")
+    train.evaluate(net, test, amp=True)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    train.evaluate(net, test, amp=True)
+    _sync(device)
+    return history.images_per_s[0], len(test.test_y) / (time.perf_counter() - start)
 
 
 def sgemm_gflops(device, n: int = 2048, repeats: int = 10) -> float:
@@ -90,19 +103,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default=str(train.default_device()))
+    parser.add_argument("--device", default=str(policy.get_device()))
     args = parser.parse_args()
     ds = data.load("fashion-mnist-mini")
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch_size}, "
-          f"{args.batches} batches per loop, ResNet-20 on 1x28x28")
+    print(f"{policy.describe(torch.device(args.device))}; torch threads {torch.get_num_threads()}, batch "
+          f"{args.batch_size}, {args.batches} batches per loop, ResNet-20 on 1x28x28")
     base = handout_loop(ds, args.device, args.batches, args.batch_size)
-    ours = labkit_loop(ds, args.device, args.batches, args.batch_size)
+    ours, evaluation = labkit_loop(ds, args.device, args.batches, args.batch_size, "fp32")
     macs = profile_macs(models.resnet20(in_channels=1).eval(), torch.zeros(1, 1, 28, 28))
     gflops = sgemm_gflops(args.device)
     limit = gflops * 1e9 / (6 * macs)
     print(f"handout loop (DataLoader + PIL transforms): {base:8.0f} img/s")
     print(f"labkit loop (tensors, batched augmentation): {ours:8.0f} img/s")
     print(f"ratio labkit / handout: {ours / base:.2f}x")
+    print(f"labkit evaluation (fp32): {evaluation:8.0f} img/s")
+    if policy.native(torch.bfloat16, args.device):
+        bf16, bf16_evaluation = labkit_loop(ds, args.device, args.batches, args.batch_size, "bf16")
+        print(f"labkit loop, bf16 autocast: {bf16:8.0f} img/s ({bf16 / ours:.2f}x fp32); evaluation "
+              f"{bf16_evaluation:8.0f} img/s ({bf16_evaluation / evaluation:.2f}x fp32)")
+    else:
+        print(f"bf16: not native on {args.device} here (no AMX-BF16 / AVX512-BF16, or a GPU below compute "
+              "capability 8.0): skipped")
     print(f"limit: sgemm {gflops:.0f} GFLOP/s / (6 x {macs / 1e6:.1f} MMAC per image) = {limit:.0f} img/s; "
           f"labkit reaches {100 * ours / limit:.0f}% of it")
 

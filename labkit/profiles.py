@@ -40,7 +40,7 @@ class Profile:
 
 QUICK = Profile("quick", finetune_epochs=3, prune_epochs=3, batch_size=128,
                 datasets={"resnet20": "fashion-mnist-mini", "lenet5": "fashion-mnist-mini"},
-                subsets={"resnet20": (3000, 1000)}, scan_fraction=0.25, pretrain_epochs=10)
+                subsets={"resnet20": (3000, 1000)}, scan_fraction=0.25, pretrain_epochs=30)
 FULL = Profile("full", finetune_epochs=20, prune_epochs=10, batch_size=256,
                datasets={"resnet20": "cifar10", "lenet5": "mnist"})
 
