@@ -103,6 +103,7 @@ def _run(args) -> int:
 def _references(args) -> int:
     from labkit.grading import make_references
 
+    os.environ.update(_policy_env(args, "fp32"))  # the kernels inherit it
     for nb in find_notebooks(args.notebooks):
         path = make_references(nb, args.profile, force=args.force, dataset=args.dataset)
         print(f"wrote {path}")
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=PROFILES, required=True)
     p.add_argument("--dataset", choices=data.DATASETS, help="references for a DATASET override")
     p.add_argument("--force", action="store_true", help="overwrite a reference file that differs")
+    _policy_options(p, "cpu", "fp32")
     p.set_defaults(func=_references)
 
     args = parser.parse_args(argv)

@@ -72,3 +72,17 @@ def test_describe_names_device_and_precision(monkeypatch):
     monkeypatch.setenv("LABKIT_PRECISION", "fp32")
     line = device.describe(torch.device("cpu"))
     assert line.startswith("device this CPU") and "training in fp32" in line
+
+
+@pytest.mark.parametrize("profile, options, expected", [
+    ("quick", [], ("auto", "fp32")), ("full", [], ("auto", "auto")),
+    ("quick", ["--device", "cpu", "--precision", "bf16"], ("cpu", "bf16"))])
+def test_labkit_run_sets_the_policy_for_its_kernels(tmp_path, profile, options, expected):
+    from test_cli_run import _notebook
+
+    from labkit import cli
+
+    body = ("import os\npolicy = os.environ['LABKIT_DEVICE'], os.environ['LABKIT_PRECISION']\n"
+            f"assert policy == {expected!r}, policy")
+    nb = _notebook(tmp_path / "01_policy.ipynb", body)
+    assert cli.main(["run", str(nb), "--profile", profile, "--out", str(tmp_path / "runs"), *options]) == 0
