@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from labkit import compress as C
-from labkit import measure, prune
-from labkit.models import lenet5, resnet20
+from labkit import measure, profiles, prune, train
+from labkit.models import lenet5, lenet5_caffe, lenet_300_100, resnet20
 from labkit.train import TrainConfig
 
 
@@ -459,3 +459,48 @@ def test_quantize_and_save_passes_the_building_blocks_on(tiny_data, tmp_path):
                                     progress=False, assign=assign, index_fn=index)
     assert calls["assign"] >= 5 and calls["index"] == 5  # k-means iterations of 5 layers; 5 layers written
     assert same_bits(C.load_compressed(report.path)[0], model)
+
+
+# --- the paper's Table 1 ---------------------------------------------------------------------------
+
+
+def test_recipe_for_paper_has_the_papers_settings():
+    quick, full = profiles.get_profile("quick"), profiles.get_profile("full")
+    recipe = C.Recipe.for_paper("lenet5-caffe", full)
+    assert (recipe.q_final, recipe.bits, recipe.index_bits) == (92.0, {"conv": 8, "fc": 5}, 5)
+    assert recipe.layer_q == {"conv1": 34.0, "conv2": 88.0, "fc1": 92.0, "fc2": 81.0}
+    assert recipe.finetune_epochs == full.finetune_epochs
+    assert C.Recipe.for_paper("lenet-300-100", quick, centroid_epochs=7).centroid_epochs == 7
+    with pytest.raises(ValueError, match="arch='lenet5'"):
+        C.Recipe.for_paper("lenet5", quick)
+
+
+def test_layer_q_prunes_each_layer_to_its_own_rate(tiny_data):
+    torch.manual_seed(0)
+    model = lenet_300_100()
+    recipe = C.Recipe(q_final=90, prune_epochs=2, finetune_epochs=1, batch_size=50,
+                      layer_q={"fc1": 95.0, "fc2": 80.0, "fc3": 50.0})
+    C.prune_globally(model, tiny_data, recipe, progress=False)
+    sparsity = prune.sparsity_report(model)
+    assert sparsity["fc1"] == pytest.approx(0.95, abs=0.002)
+    assert sparsity["fc2"] == pytest.approx(0.80, abs=0.002)
+    assert sparsity["fc3"] == pytest.approx(0.50, abs=0.01)
+    with pytest.raises(ValueError, match="layer_q has keys"):
+        C.prune_globally(model, tiny_data, replace(recipe, layer_q={"fc1": 90.0}), progress=False)
+
+
+def test_table_1_row_compresses_a_copy_and_reports_the_file(tiny_data, tmp_path):
+    torch.manual_seed(0)
+    model = lenet5_caffe()
+    before = copy.deepcopy(model)
+    recipe = C.Recipe.for_paper("lenet5-caffe", profiles.get_profile("tiny"), prune_epochs=1,
+                                finetune_epochs=1, centroid_epochs=1, batch_size=50)
+    row = C.table_1_row(model, tiny_data, recipe, tmp_path / "caffe.dc", arch="lenet5-caffe")
+    assert same_bits(model, before)  # the dense model is left as it was
+    assert row["bytes"] == (tmp_path / "caffe.dc").stat().st_size
+    assert row["ratio"] == pytest.approx(4 * sum(p.numel() for p in model.parameters()) / row["bytes"])
+    assert row["weights"] == 430_500 and row["pruned %"] == pytest.approx(91.6, abs=0.1)
+    assert row["bits"] == "8/5" and C.paper_row("lenet-300-100")["bits"] == "-/6"
+    assert list(C.paper_row("lenet5-caffe")) == list(row)
+    loaded, _ = C.load_compressed(tmp_path / "caffe.dc")
+    assert abs(train.evaluate(loaded, tiny_data)[1] - row["accuracy after"]) < 1e-9
