@@ -166,10 +166,11 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, callbacks=(), devi
             loss_sum += loss.detach() * len(y)
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
+        train_loss, train_correct = loss_sum.item(), correct.item()  # the epoch's one read: waits for the GPU
         seconds = time.perf_counter() - start
         test_loss, test_acc = evaluate(model, data, device=device)
-        history.train_loss.append(loss_sum.item() / seen)
-        history.train_acc.append(correct.item() / seen)
+        history.train_loss.append(train_loss / seen)
+        history.train_acc.append(train_correct / seen)
         history.test_loss.append(test_loss)
         history.test_acc.append(test_acc)
         history.images_per_s.append(seen / seconds)
