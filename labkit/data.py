@@ -118,8 +118,7 @@ class Dataset:
         # per-batch functions random_crop / random_hflip draw them, copied to the device in one piece.
         draws = [order[:used]]
         if augment:
-            per_batch = [_augment_draws(len(range(s, min(s + batch_size, n))), 4, self.hflip, generator)
-                         for s in starts]
+            per_batch = [_augment_draws(min(batch_size, n - s), 4, self.hflip, generator) for s in starts]
             draws += [torch.cat(rows) for rows in zip(*per_batch, strict=True)]
         draws = torch.stack(draws).to(x_all.device)
         mean, std = self._constants(x_all.device)
