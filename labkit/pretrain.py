@@ -24,7 +24,7 @@ RECIPES = {
     # Deep Compression's Table 1 networks (LeNet-300-100, Caffe's LeNet-5 20-50-500)
     "lenet-300-100": train.TrainConfig(epochs=20, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=128,
                                        schedule="cosine", augment=False),
-    "lenet5-caffe": train.TrainConfig(epochs=20, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128,
+    "lenet5-caffe": train.TrainConfig(epochs=20, lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128,
                                       schedule="cosine", augment=False),
 }
 
