@@ -1,8 +1,9 @@
 """Grading a class that ran on the handouts' own data sets, for which the kit has no references: every lab
 with data is released and its solution graded with ``labkit grade --dataset`` on small CIFAR-10 / MNIST
 stand-ins in torchvision's on-disk formats (tests/standins.py). The property checks decide there, so the
-solution must score full marks on at least 80% of each notebook's points, and the summary must say how
-many points no check could grade. Each kernel runs in the sandbox, so the models it pretrains on the
+solution, run in the quick profile (which pretrains its models on the stand-in first), must score full
+marks on at least 80% of each notebook's points, and the summary must say how many points no check could
+grade. Each kernel runs in the sandbox, so the models it pretrains on the
 stand-in stay in its own folder (marker ``harness``: ``make test-grading``)."""
 
 import pytest
@@ -19,8 +20,8 @@ pytestmark = pytest.mark.harness
 @pytest.fixture(scope="module")
 def standin_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("standin-data")
-    standins.cifar10(root, n_train=500, n_test=250)
-    standins.mnist(root, n_train=1000, n_test=500)
+    standins.cifar10(root, n_train=3000, n_test=1000)  # the quick profile's ResNet-20 subset
+    standins.mnist(root, n_train=4000, n_test=1000)
     return root
 
 
@@ -32,8 +33,8 @@ def test_the_solution_on_a_data_set_without_references_is_graded_by_its_properti
     dataset = DATASET[lab]
     made = release.release_notebook(grading.resolve_notebook(lab), tmp_path / "dist", seed=1)
     catalog = autograde.load_material(lab, made.instructor).catalog()
-    assert autograde.load_material(lab, made.instructor).recorded("tiny", dataset) is None
-    rows = autograde.grade([made.instructor / f"{lab}.ipynb"], profile="tiny", dataset=dataset, timeout=600,
+    assert autograde.load_material(lab, made.instructor).recorded("quick", dataset) is None
+    rows = autograde.grade([made.instructor / f"{lab}.ipynb"], profile="quick", dataset=dataset, timeout=600,
                            root=tmp_path, instructor=made.instructor)
     auto = [r for r in rows if r["question"] != autograde.NOTES and r["points"] is not None]
     failed = {r["question"]: r["message"] for r in auto if r["points"] < r["max_points"]}
