@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 
@@ -17,3 +18,17 @@ def check_int(name: str, value, low: int, high: int | None = None, allowed: str 
     if value < low or (high is not None and value > high):
         raise ValueError(f"{name}={value!r}: allowed is {allowed}")
     return int(value)
+
+
+def check_number(name: str, value, low: float | None = None, allowed: str | None = None,
+                 inf: bool = False) -> float:
+    """``value`` as a float if it is a real number (not a bool), finite unless ``inf``, and >= ``low`` (None:
+    no bound); else TypeError / ValueError naming ``name``, the value and ``allowed`` (by default "a finite
+    number >= low")."""
+    if allowed is None:
+        allowed = ("a number" if inf else "a finite number") + ("" if low is None else f" >= {low:g}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} ({type(value).__name__}): allowed is {allowed}")
+    if math.isnan(value) or (math.isinf(value) and not inf) or (low is not None and value < low):
+        raise ValueError(f"{name}={value!r}: allowed is {allowed}")
+    return float(value)

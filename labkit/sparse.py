@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labkit.checks import check_int, check_number
+
 STEPS = 200
 LR = 0.02
 LAMS = (0.2, 0.5, 1.0, 2.0)  # (d) L1 strengths
@@ -47,10 +49,9 @@ class Method:
     n_kept: int = 0
 
     def __post_init__(self):
-        _check_nonnegative("lam", self.lam)
-        if not (isinstance(self.threshold, (int, float, np.number)) and self.threshold >= 0):
-            raise ValueError(f"threshold must be a number >= 0 (inf allowed), got {self.threshold!r}")
-        _check_count("n_kept", self.n_kept, 0, None)
+        check_number("lam", self.lam, low=0)
+        check_number("threshold", self.threshold, low=0, inf=True)
+        check_int("n_kept", self.n_kept, 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +95,7 @@ def gradient(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 def soft_threshold(W, threshold: float) -> np.ndarray:
     """Proximal operator of threshold * ||W||_1: sign(W_i) * max(|W_i| - threshold, 0), elementwise."""
-    _check_nonnegative("threshold", threshold)
+    check_number("threshold", threshold, low=0)
     return _soft(np.asarray(W, dtype=float), threshold)
 
 
@@ -103,7 +104,7 @@ def project_topk(W, k: int) -> np.ndarray:
 
     Ties are broken toward the lower index, so the result is deterministic."""
     W = _with_last_axis(W)
-    _check_count("k", k, 1, W.shape[-1])
+    check_int("k", k, 1, W.shape[-1])
     return np.where(_largest(W, k), W, 0.0)
 
 
@@ -112,15 +113,15 @@ def trimmed_soft_threshold(W, threshold: float, n_penalized: int) -> np.ndarray:
     others as they are. The penalized entries are exactly those ``project_topk(W, d - n_penalized)`` zeros
     (same tie rule)."""
     W = _with_last_axis(W)
-    _check_nonnegative("threshold", threshold)
-    _check_count("n_penalized", n_penalized, 0, W.shape[-1])
+    check_number("threshold", threshold, low=0)
+    check_int("n_penalized", n_penalized, 0, W.shape[-1])
     return _trimmed(W, threshold, W.shape[-1] - n_penalized)
 
 
 def group_soft_threshold(W, threshold: float) -> np.ndarray:
     """Proximal operator of threshold * sum of the rows' L2 norms (Group Lasso, one group per row): each row
     scaled by max(0, 1 - threshold / ||row||_2), so a row whose norm is at most ``threshold`` becomes 0."""
-    _check_nonnegative("threshold", threshold)
+    check_number("threshold", threshold, low=0)
     W = np.asarray(W, dtype=float)
     norms = np.linalg.norm(W, axis=-1, keepdims=True)
     return W * np.maximum(0.0, 1 - threshold / np.maximum(norms, np.finfo(float).tiny))
@@ -183,10 +184,10 @@ def sweep(name: str, X, y, strengths: Sequence[float], *, n_penalized: int = 3, 
     strength, all in one loop; returns one Trace per strength, in order. The functions are those of
     :func:`run`."""
     if not _STRENGTH.get(name):
-        raise ValueError(f"name must be one of {[n for n, s in _STRENGTH.items() if s]}, got {name!r}")
+        raise ValueError(f"name={name!r}: allowed is one of {[n for n, s in _STRENGTH.items() if s]}")
     if isinstance(strengths, str) or np.ndim(strengths) != 1 or len(strengths) == 0:
-        raise ValueError(f"strengths must be a non-empty 1-D sequence of {_STRENGTH[name]} values, "
-                         f"got {strengths!r}")
+        raise ValueError(f"strengths={strengths!r}: allowed is a non-empty 1-D sequence of "
+                         f"{_STRENGTH[name]} values")
     d = _n_weights(X)
     methods = [method(name, s, d=d, n_penalized=n_penalized) for s in strengths]
     return run(X, y, methods, steps=steps, lr=lr, W0=W0, gradient=gradient, soft_threshold=soft_threshold,
@@ -201,19 +202,19 @@ def method(name: str, strength: float | None = None, *, d: int, k: int = 2, n_pe
     """The member of the family for a handout method on d weights: 'gd', 'projected_gd' (keeps k),
     'l1_gd' (strength = lam), 'proximal_l1' or 'trimmed_l1' (strength = threshold; n_penalized)."""
     if name not in _STRENGTH:
-        raise ValueError(f"name must be one of {list(_STRENGTH)}, got {name!r}")
+        raise ValueError(f"name={name!r}: allowed is one of {list(_STRENGTH)}")
     if _STRENGTH[name]:
-        _check_nonnegative(_STRENGTH[name], strength)
+        check_number(_STRENGTH[name], strength, low=0)
     if name == "gd":
         return Method("gd")
     if name == "projected_gd":
-        _check_count("k", k, 1, d)
+        check_int("k", k, 1, d)
         return Method(f"projected_gd(k={k})", threshold=math.inf, n_kept=k)
     if name == "l1_gd":
         return Method(f"l1_gd(lam={strength:g})", lam=strength)
     if name == "proximal_l1":
         return Method(f"proximal_l1(threshold={strength:g})", threshold=strength)
-    _check_count("n_penalized", n_penalized, 0, d)
+    check_int("n_penalized", n_penalized, 0, d)
     return Method(f"trimmed_l1(threshold={strength:g})", threshold=strength, n_kept=d - n_penalized)
 
 
@@ -239,21 +240,21 @@ def run(X, y, methods: Sequence[Method], *, steps: int = STEPS, lr: float = LR, 
     at a time and must return an array of that shape."""
     X, y = _check_problem(X, y)
     d = X.shape[1]
-    _check_count("steps", steps, 0, None)
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float, np.number)) and np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    check_int("steps", steps, 0, None)
+    if check_number("lr", lr, allowed="a finite number > 0") <= 0:
+        raise ValueError(f"lr={lr!r}: allowed is a finite number > 0")
     W0 = np.zeros(d) if W0 is None else _finite_array("W0", W0)
     if W0.shape != (d,):
-        raise ValueError(f"W0 must have shape ({d},) to match X of shape {X.shape}, got shape {W0.shape}")
+        raise ValueError(f"W0 of shape {W0.shape}: allowed is shape ({d},), to match X of shape {X.shape}")
     if not methods or not all(isinstance(m, Method) for m in methods):
-        raise TypeError(f"methods must be a non-empty sequence of Method, got {methods!r}")
+        raise TypeError(f"methods={methods!r}: allowed is a non-empty sequence of Method")
     for m in methods:
-        _check_count(f"n_kept of {m.label}", m.n_kept, 0, d)
+        check_int(f"n_kept of {m.label}", m.n_kept, 0, d)
     functions = {"gradient": gradient, "project_topk": project_topk, "soft_threshold": soft_threshold,
                  "trimmed_soft_threshold": trimmed_soft_threshold}
     for name, fn in functions.items():
         if not callable(fn):
-            raise TypeError(f"{name} must be a function, got {fn!r}")
+            raise TypeError(f"{name}={fn!r}: allowed is a function")
     Ws = np.empty((steps + 1, len(methods), d))
     Ws[0] = W0
     if functions == _OWN_FUNCTIONS:
@@ -330,7 +331,7 @@ def best_k_sparse(X, y, k: int) -> tuple[np.ndarray, float]:
     Among supports with equal loss the first in lexicographic order wins."""
     X, y = _check_problem(X, y)
     d = X.shape[1]
-    _check_count("k", k, 1, d)
+    check_int("k", k, 1, d)
     best_W, best_loss = None, np.inf
     for support in itertools.combinations(range(d), k):
         W = np.zeros(d)
@@ -386,21 +387,21 @@ def _support(W: np.ndarray) -> tuple[int, ...]:
 def _n_weights(X) -> int:
     shape = np.shape(X)
     if len(shape) != 2:
-        raise ValueError(f"X must have shape (n, d), got shape {shape}")
+        raise ValueError(f"X of shape {shape}: allowed is shape (n, d)")
     return shape[1]
 
 
 def _check_problem(X, y) -> tuple[np.ndarray, np.ndarray]:
     X, y = _finite_array("X", X), _finite_array("y", y)
     if X.ndim != 2 or y.shape != (X.shape[0],):
-        raise ValueError(f"X must have shape (n, d) and y shape (n,), got X {X.shape} and y {y.shape}")
+        raise ValueError(f"X of shape {X.shape} and y of shape {y.shape}: allowed are X (n, d) and y (n,)")
     return X, y
 
 
 def _with_last_axis(W) -> np.ndarray:
     W = np.asarray(W, dtype=float)
     if W.ndim == 0:
-        raise ValueError(f"W must have at least one axis, got the scalar {W!r}")
+        raise ValueError(f"W={W!r}: allowed is an array with at least one axis")
     return W
 
 
@@ -408,20 +409,8 @@ def _finite_array(name: str, value) -> np.ndarray:
     try:
         a = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{name} must be an array of numbers, got {value!r}") from e
+        raise TypeError(f"{name}={value!r}: allowed is an array of numbers") from e
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name}={value!r}: allowed is an array of finite numbers")
     return a
 
-
-def _check_count(name: str, value, low: int, high: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
-            high is not None and value > high):
-        allowed = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-
-
-def _check_nonnegative(name: str, value) -> None:
-    if isinstance(value, bool) or not (isinstance(value, (int, float, np.number)) and np.isfinite(value)
-                                       and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -132,15 +132,15 @@ def test_run_iterates_the_whole_lab_in_one_loop(Xy):
 
 
 def test_methods_are_validated():
-    with pytest.raises(ValueError, match="lam must be a finite number >= 0, got -1"):
+    with pytest.raises(ValueError, match="lam=-1: allowed is a finite number >= 0"):
         sparse.Method("m", lam=-1)
-    with pytest.raises(ValueError, match="threshold must be a number >= 0"):
+    with pytest.raises(ValueError, match="threshold=nan: allowed is a number >= 0"):
         sparse.Method("m", threshold=np.nan)
-    with pytest.raises(ValueError, match="n_kept of m must be an integer 0..5, got 6"):
+    with pytest.raises(ValueError, match=re.escape("n_kept of m=6: allowed is an int in 0..5")):
         sparse.run(X3, Y3, [sparse.Method("m", n_kept=6)])
-    with pytest.raises(TypeError, match="methods must be a non-empty sequence of Method"):
+    with pytest.raises(TypeError, match=re.escape("methods=[]: allowed is a non-empty sequence of Method")):
         sparse.run(X3, Y3, [])
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="name='lasso': allowed is one of"):
         sparse.method("lasso", d=5)
 
 
@@ -190,42 +190,47 @@ def test_support_step_is_where_the_support_stops_changing():
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda: sparse.gd(X3, Y3[:2]), "y shape"),
-    (lambda: sparse.gd(X3[0], Y3), "X must have shape"),
-    (lambda: sparse.gd(np.where(X3 == 2, np.nan, X3), Y3), "X must be finite"),
-    (lambda: sparse.gd(X3, [7, np.inf, 1]), "y must be finite"),
-    (lambda: sparse.gd(X3, Y3, steps=-1), "steps must be an integer >= 0, got -1"),
-    (lambda: sparse.gd(X3, Y3, steps=2.5), "steps"),
-    (lambda: sparse.gd(X3, Y3, lr=0), "lr must be a finite number > 0, got 0"),
+    (lambda: sparse.gd(X3, Y3[:2]), "y of shape (2,): allowed are X (n, d) and y (n,)"),
+    (lambda: sparse.gd(X3[0], Y3), "X of shape (5,): allowed is shape (n, d)"),
+    (lambda: sparse.gd(np.where(X3 == 2, np.nan, X3), Y3), "allowed is an array of finite numbers"),
+    (lambda: sparse.gd(X3, [7, np.inf, 1]), "y=[7, inf, 1]: allowed is an array of finite numbers"),
+    (lambda: sparse.gd(X3, Y3, steps=-1), "steps=-1: allowed is an int >= 0"),
+    (lambda: sparse.gd(X3, Y3, lr=0), "lr=0: allowed is a finite number > 0"),
     (lambda: sparse.gd(X3, Y3, lr=-0.1), "lr"),
     (lambda: sparse.gd(X3, Y3, lr=np.nan), "lr"),
-    (lambda: sparse.gd(X3, Y3, W0=np.zeros(4)), "W0 must have shape (5,)"),
-    (lambda: sparse.gd(X3, Y3, W0=[0, 0, np.nan, 0, 0]), "W0 must be finite"),
-    (lambda: sparse.projected_gd(X3, Y3, k=0), "k must be an integer 1..5, got 0"),
-    (lambda: sparse.projected_gd(X3, Y3, k=6), "k must be an integer 1..5, got 6"),
-    (lambda: sparse.projected_gd(X3, Y3, k=2.0), "k must be an integer"),
-    (lambda: sparse.l1_gd(X3, Y3, lam=-0.1), "lam must be a finite number >= 0"),
-    (lambda: sparse.proximal_l1(X3, Y3, threshold=-1), "threshold must be a finite number >= 0"),
+    (lambda: sparse.gd(X3, Y3, W0=np.zeros(4)), "W0 of shape (4,): allowed is shape (5,)"),
+    (lambda: sparse.gd(X3, Y3, W0=[0, 0, np.nan, 0, 0]), "allowed is an array of finite numbers"),
+    (lambda: sparse.projected_gd(X3, Y3, k=0), "k=0: allowed is an int in 1..5"),
+    (lambda: sparse.projected_gd(X3, Y3, k=6), "k=6: allowed is an int in 1..5"),
+    (lambda: sparse.l1_gd(X3, Y3, lam=-0.1), "lam=-0.1: allowed is a finite number >= 0"),
+    (lambda: sparse.proximal_l1(X3, Y3, threshold=-1), "threshold=-1: allowed is a finite number >= 0"),
     (lambda: sparse.proximal_l1(X3, Y3, threshold=np.nan), "threshold"),
     (lambda: sparse.trimmed_l1(X3, Y3, threshold=-0.1), "threshold"),
-    (lambda: sparse.trimmed_l1(X3, Y3, threshold=0.1, n_penalized=6), "n_penalized must be an integer 0..5"),
-    (lambda: sparse.sweep("lasso", X3, Y3, [0.1]), "name must be one of"),
-    (lambda: sparse.sweep("gd", X3, Y3, [0.1]), "name must be one of ['l1_gd', 'proximal_l1', 'trimmed_l1']"),
-    (lambda: sparse.sweep("l1_gd", X3, Y3, []), "strengths must be a non-empty 1-D sequence of lam values"),
-    (lambda: sparse.soft_threshold(np.ones(3), -0.5), "threshold must be a finite number >= 0, got -0.5"),
-    (lambda: sparse.project_topk(np.ones(3), 4), "k must be an integer 1..3, got 4"),
-    (lambda: sparse.project_topk(1.0, 1), "W must have at least one axis"),
-    (lambda: sparse.trimmed_soft_threshold(np.ones(3), 0.1, -1), "n_penalized must be an integer 0..3"),
-    (lambda: sparse.best_k_sparse(X3, Y3, 0), "k must be an integer 1..5, got 0"),
+    (lambda: sparse.trimmed_l1(X3, Y3, threshold=0.1, n_penalized=6),
+     "n_penalized=6: allowed is an int in 0..5"),
+    (lambda: sparse.sweep("lasso", X3, Y3, [0.1]), "name='lasso': allowed is one of"),
+    (lambda: sparse.sweep("gd", X3, Y3, [0.1]),
+     "name='gd': allowed is one of ['l1_gd', 'proximal_l1', 'trimmed_l1']"),
+    (lambda: sparse.sweep("l1_gd", X3, Y3, []),
+     "strengths=[]: allowed is a non-empty 1-D sequence of lam values"),
+    (lambda: sparse.soft_threshold(np.ones(3), -0.5), "threshold=-0.5: allowed is a finite number >= 0"),
+    (lambda: sparse.project_topk(np.ones(3), 4), "k=4: allowed is an int in 1..3"),
+    (lambda: sparse.project_topk(1.0, 1), "allowed is an array with at least one axis"),
+    (lambda: sparse.trimmed_soft_threshold(np.ones(3), 0.1, -1), "n_penalized=-1: allowed is an int in 0..3"),
+    (lambda: sparse.best_k_sparse(X3, Y3, 0), "k=0: allowed is an int in 1..5"),
 ])
 def test_bad_input_raises_value_error_naming_it(call, words):
     with pytest.raises(ValueError, match=re.escape(words)):
         call()
 
 
-def test_non_numeric_data_raises_type_error():
-    with pytest.raises(TypeError, match="X must be an array of numbers"):
+def test_non_numeric_data_and_counts_of_the_wrong_type_raise_type_error():
+    with pytest.raises(TypeError, match="allowed is an array of numbers"):
         sparse.gd([["a"] * 5] * 3, Y3)
+    with pytest.raises(TypeError, match=re.escape("steps=2.5 (float): allowed is an int >= 0")):
+        sparse.gd(X3, Y3, steps=2.5)
+    with pytest.raises(TypeError, match=re.escape("k=2.0 (float): allowed is an int in 1..5")):
+        sparse.projected_gd(X3, Y3, k=2.0)
 
 
 # ---- the functions a notebook passes in (the student's) ----------------------------------------------
@@ -309,7 +314,7 @@ def test_given_functions_get_copies(Xy):
 @pytest.mark.parametrize("kwargs, error, words", [
     (dict(gradient=lambda X, y, W: np.zeros(4)), ValueError, "gradient must return an array of shape (5,)"),
     (dict(gradient=lambda X, y, W: ["a"] * 5), TypeError, "gradient must return an array of numbers"),
-    (dict(gradient="2 X^T (XW - y)"), TypeError, "gradient must be a function"),
+    (dict(gradient="2 X^T (XW - y)"), TypeError, "gradient='2 X^T (XW - y)': allowed is a function"),
     (dict(soft_threshold=lambda W, t: W[:2]), ValueError,
      "soft_threshold must return an array of shape (5,)"),
 ])
