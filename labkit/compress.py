@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit import models, pretrain, prune, train
+from labkit import models, profiles, prune, train
 from labkit.atomic import atomic_open
 from labkit.checks import check_int
 from labkit.huffman import HuffmanError, huffman_decode, huffman_encode, huffman_size
@@ -782,14 +782,14 @@ def table_1_row(model: nn.Module, data, recipe: Recipe, path: str | Path, *, arc
 
 def table_1(data, dataset: str, profile, folder: str | Path, *, assign=None, index_fn=None) -> list[dict]:
     """The paper's Table 1 on ``data`` (test accuracy on its test split): for each of the paper's
-    networks, trained on ``dataset`` (``labkit.pretrain.pretrained``), its ``table_1_row`` with
-    ``Recipe.for_paper(arch, profile)`` (the file: ``folder/<arch>.dc``), then the paper's row
-    (``paper_row``, MNIST); each row starts with its ``data``. Outside the full profile the pipeline
-    trains on at most ``QUICK_TRAIN_IMAGES`` of the training images (a class-balanced subset)."""
+    networks, pretrained on ``dataset`` as ``profile`` pretrains (``labkit.profiles.lab_model``), its
+    ``table_1_row`` with ``Recipe.for_paper(arch, profile)`` (the file: ``folder/<arch>.dc``), then the
+    paper's row (``paper_row``, MNIST); each row starts with its ``data``. Outside the full profile the
+    pipeline trains on at most ``QUICK_TRAIN_IMAGES`` of the training images (a class-balanced subset)."""
     train_data = data if profile.name == "full" else data.at_most(QUICK_TRAIN_IMAGES, None)
     rows = []
     for arch in PAPER_TABLE_1:
-        dense, _ = pretrain.pretrained(arch, dataset)
+        dense, _ = profiles.lab_model(profile, arch, dataset)
         row = table_1_row(dense, train_data, Recipe.for_paper(arch, profile), Path(folder) / f"{arch}.dc",
                           arch=arch, assign=assign, index_fn=index_fn)
         rows += [{"data": dataset, **row}, {"data": "mnist (paper)", **paper_row(arch)}]
