@@ -23,7 +23,6 @@ tensors; arrays are stored with their library, dtype and shape.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import sys
@@ -37,6 +36,7 @@ import numpy as np
 
 from labkit import properties
 from labkit.atomic import atomic_open
+from labkit.checks import check_number
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REFERENCES_DIR = PACKAGE_DIR / "references"
@@ -72,9 +72,8 @@ class Rule:
     def __post_init__(self):
         for name in ("atol", "rtol"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not math.isfinite(v) or v < 0):
-                raise ValueError(f"{name} must be None or a finite number >= 0, got {v!r}")
+            if v is not None:
+                check_number(name, v, low=0, allowed="None or a finite number >= 0")
 
     @property
     def exact(self) -> bool:
@@ -117,7 +116,7 @@ def encode(value):
     if isinstance(value, dict):
         bad = [k for k in value if not isinstance(k, str) or k.startswith("$")]
         if bad:
-            raise TypeError(f"dict keys must be strings not starting with '$', got {bad[0]!r}")
+            raise TypeError(f"dict key {bad[0]!r}: allowed are strings not starting with '$'")
         return {k: encode(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
@@ -297,10 +296,10 @@ class Grader:
         ``hidden(rng)`` returns extra cases for the instructor's hidden tests (default: ``inputs`` with every
         float array redrawn, see :func:`hidden_cases`)."""
         if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r}")
+            raise TypeError(f"fn={fn!r}: allowed is a function")
         if self.record_path:
             if not inputs or not isinstance(inputs, (list, tuple)):
-                raise ValueError(f"inputs must be a non-empty list of cases when recording, got {inputs!r}")
+                raise ValueError(f"inputs={inputs!r}: allowed is a non-empty list of cases when recording")
             entry = {"kind": "function", "function": getattr(fn, "__name__", repr(fn)),
                      "points": _check_points(points), "rule": Rule(atol, rtol).to_json(),
                      "cases": _record_cases(fn, inputs)}
@@ -531,8 +530,7 @@ def _split_case(case) -> tuple[list, dict]:
         return [], case
     if isinstance(case, (list, tuple)):
         return list(case), {}
-    raise TypeError(f"each input case must be a tuple of arguments or a dict of keyword arguments, "
-                    f"got {case!r}")
+    raise TypeError(f"input case {case!r}: allowed is a tuple of arguments or a dict of keyword arguments")
 
 
 def _call_text(name: str, args: list, kwargs: dict) -> str:
@@ -546,13 +544,13 @@ def _call_text(name: str, args: list, kwargs: dict) -> str:
 
 def _check_name(name: str, value, pattern: str = r"[A-Za-z0-9_\-]+") -> str:
     if not isinstance(value, str) or not re.fullmatch(pattern, value):
-        raise ValueError(f"{name} must be a non-empty string matching {pattern}, got {value!r}")
+        raise ValueError(f"{name}={value!r}: allowed is a non-empty string matching {pattern}")
     return value
 
 
 def _check_points(points) -> float:
-    if isinstance(points, bool) or not isinstance(points, (int, float)) or not points > 0:
-        raise ValueError(f"points must be a number > 0, got {points!r}")
+    if check_number("points", points, allowed="a finite number > 0") <= 0:
+        raise ValueError(f"points={points!r}: allowed is a finite number > 0")
     return points
 
 

@@ -43,7 +43,7 @@ def at_most(ref, margin: float = 0.0) -> dict:
 def same_as(question: str, atol: float = 0.0) -> dict:
     """The same structure as an earlier question's answer, every leaf within ``atol`` of its counterpart."""
     if not isinstance(question, str) or not question:
-        raise TypeError(f"question must be a question id (a non-empty string), got {question!r}")
+        raise TypeError(f"question={question!r}: allowed is a question id (a non-empty string)")
     return {"same_as": question, "atol": _tolerance("atol", atol)}
 
 
@@ -57,7 +57,7 @@ def ordered(order: str, slack: float = 0.0) -> dict:
 def all_of(*specs: dict) -> dict:
     """Every one of ``specs`` holds."""
     if not specs or not all(isinstance(s, dict) for s in specs):
-        raise TypeError(f"all_of takes one or more property dicts, got {specs!r}")
+        raise TypeError(f"all_of{specs!r}: allowed is one or more property dicts")
     return {"all_of": list(specs)}
 
 
@@ -68,8 +68,8 @@ def validate(spec) -> dict:
     """``spec`` if it is a property made by this module's constructors; TypeError otherwise."""
     if not isinstance(spec, dict) or len(_FORMS & set(spec)) != 1:
         forms = ", ".join(sorted(_FORMS))
-        raise TypeError(f"expect must be a property from labkit.properties (one of {forms}), "
-                        f"got {spec!r:.120}")
+        raise TypeError(f"expect={spec!r:.120}: allowed is a property from labkit.properties (one of "
+                        f"{forms})")
     for sub in spec.get("all_of", []):
         validate(sub)
     return spec
@@ -204,20 +204,20 @@ def _number(name: str, value) -> float:
     if isinstance(value, bool):
         return float(value)
     if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
+        raise TypeError(f"{name}={value!r}: allowed is a finite number")
     return float(value)
 
 
 def _tolerance(name: str, value) -> float:
     value = _number(name, value)
     if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ValueError(f"{name}={value!r}: allowed is a finite number >= 0")
     return value
 
 
 def _ref(ref):
     if isinstance(ref, str):
         if not ref:
-            raise ValueError("ref must be a number or a non-empty question id, got ''")
+            raise ValueError("ref='': allowed is a number or a non-empty question id")
         return {"question": ref}
     return _number("ref", ref)
