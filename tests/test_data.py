@@ -130,7 +130,8 @@ def test_offline_fashion_mnist_from_debian_layout(tmp_path, monkeypatch):
     assert np.array_equal(ds.train_x[:, 0].numpy(), images) and ds.train_y.tolist() == labels.tolist()
 
 
-@pytest.mark.parametrize("name, shape, hflip", [("cifar10", (3, 32, 32), True), ("mnist", (1, 28, 28), False)])
+@pytest.mark.parametrize("name, shape, hflip", [("cifar10", (3, 32, 32), True),
+                                                ("mnist", (1, 28, 28), False)])
 def test_online_data_sets_load_from_torchvision_files(tmp_path, monkeypatch, name, shape, hflip):
     import standins
 
@@ -143,7 +144,8 @@ def test_online_data_sets_load_from_torchvision_files(tmp_path, monkeypatch, nam
     with np.load(data.MINI_PATH) as z:  # the stand-ins keep the mini set's labels, in order
         assert ds.train_y.tolist() == z["train_y"][:200].tolist()
     assert len(ds.mean) == shape[0] and all(0 < s < 1 for s in ds.std)
-    x, y = next(ds.batches("train", 64, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0)))
+    generator = torch.Generator().manual_seed(0)
+    x, _ = next(ds.batches("train", 64, shuffle=True, augment=True, generator=generator))
     assert x.shape == (64, *shape) and x.dtype == torch.float32
 
 
