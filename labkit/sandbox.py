@@ -25,10 +25,6 @@ REPO = CHECKPOINT_DIR.parent
 DEFAULT_MEMORY = 6 * 2**30  # bytes of address space per kernel: ResNet-20 in the quick profile needs < 3 GiB
 
 
-class SandboxUnavailable(RuntimeError):
-    """bubblewrap or prlimit is missing, or cannot create a sandbox on this machine."""
-
-
 def available() -> str | None:
     """None when the sandbox can run here, else why not."""
     missing = [tool for tool in ("bwrap", "prlimit") if shutil.which(tool) is None]
