@@ -101,12 +101,15 @@ def grad_scaler(dev: torch.device, dtype: torch.dtype | None) -> torch.amp.GradS
     return torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
 
 
-def configure(dev: torch.device, dtype: torch.dtype | None) -> None:
-    """Global switches for ``dev``: on CUDA cuDNN autotuning on; TF32 only when training is not
-    fp32 (fp32 means fp32, so results agree with the CPU's)."""
-    if torch.device(dev).type == "cuda":
+def configure(dev: torch.device) -> None:
+    """Global switches for ``dev``: on CUDA cuDNN autotuning on, and TF32 only where the policy's
+    precision is not fp32 (``LABKIT_PRECISION=fp32`` means fp32, evaluation included, so that results
+    agree with the CPU's)."""
+    dev = torch.device(dev)
+    if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = dtype is not None
+        tf32 = autocast_dtype(dev) is not None
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def _describe_hardware(dev: torch.device) -> str:

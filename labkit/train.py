@@ -100,6 +100,7 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test", device=None,
     that split is copied there. The model's train/eval mode is restored afterwards."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = policy.autocast_dtype(device) if amp else None
+    policy.configure(device)
     data = data.to(device, split=split)
     was_training = model.training
     model.eval()
@@ -124,7 +125,7 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, callbacks=(), devi
     ``history.best_state`` holds the best state either way."""
     device = torch.device(device) if device is not None else policy.get_device()
     dtype = policy.autocast_dtype(device) if config.amp else None
-    policy.configure(device, dtype)
+    policy.configure(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     data = data.to(device)
