@@ -123,5 +123,6 @@ def describe(dev: torch.device | None = None) -> str:
     """One line for a notebook to print: the device, its hardware and the training precision."""
     dev = get_device() if dev is None else torch.device(dev)
     dtype = autocast_dtype(dev)
-    train = "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+    train = {None: "fp32", torch.bfloat16: "bf16 autocast",
+             torch.float16: "fp16 autocast with a gradient scaler"}[dtype]
     return f"device {_describe_hardware(dev)}: training in {train}, evaluation in fp32"

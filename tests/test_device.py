@@ -72,6 +72,9 @@ def test_describe_names_device_and_precision(monkeypatch):
     monkeypatch.setenv("LABKIT_PRECISION", "fp32")
     line = device.describe(torch.device("cpu"))
     assert line.startswith("device this CPU") and "training in fp32" in line
+    if device.cpu_has_native_bf16():
+        monkeypatch.setenv("LABKIT_PRECISION", "bf16")
+        assert "training in bf16 autocast" in device.describe(torch.device("cpu"))
 
 
 @pytest.mark.parametrize("profile, options, expected", [
