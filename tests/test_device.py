@@ -89,3 +89,17 @@ def test_labkit_run_sets_the_policy_for_its_kernels(tmp_path, profile, options, 
             f"assert policy == {expected!r}, policy")
     nb = _notebook(tmp_path / "01_policy.ipynb", body)
     assert cli.main(["run", str(nb), "--profile", profile, "--out", str(tmp_path / "runs"), *options]) == 0
+
+
+@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("fp16", True)])
+def test_configure_allows_tf32_only_outside_fp32(monkeypatch, precision, tf32):
+    monkeypatch.setenv("LABKIT_PRECISION", precision)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: (9, 0))
+    for flag in (torch.backends.cudnn, torch.backends.cuda.matmul):
+        monkeypatch.setattr(flag, "allow_tf32", not tf32)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    device.configure(torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark
+    assert torch.backends.cudnn.allow_tf32 == torch.backends.cuda.matmul.allow_tf32 == tf32
+    device.configure(torch.device("cpu"))  # nothing to switch on the CPU
+    assert torch.backends.cudnn.allow_tf32 == tf32
