@@ -95,11 +95,13 @@ def test_labkit_run_sets_the_policy_for_its_kernels(tmp_path, profile, options, 
 def test_configure_allows_tf32_only_outside_fp32(monkeypatch, precision, tf32):
     monkeypatch.setenv("LABKIT_PRECISION", precision)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: (9, 0))
-    for flag in (torch.backends.cudnn, torch.backends.cuda.matmul):
-        monkeypatch.setattr(flag, "allow_tf32", not tf32)
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    device.configure(torch.device("cuda"))
-    assert torch.backends.cudnn.benchmark
-    assert torch.backends.cudnn.allow_tf32 == torch.backends.cuda.matmul.allow_tf32 == tf32
-    device.configure(torch.device("cpu"))  # nothing to switch on the CPU
-    assert torch.backends.cudnn.allow_tf32 == tf32
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32  # global switches: restored below
+    try:
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = False, not tf32, not tf32
+        device.configure(torch.device("cuda"))
+        assert cudnn.benchmark and cudnn.allow_tf32 == matmul.allow_tf32 == tf32
+        device.configure(torch.device("cpu"))  # nothing to switch on the CPU
+        assert cudnn.allow_tf32 == tf32
+    finally:
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
