@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from labkit import cells, grading
+from labkit import cells, grading, scoring
 from labkit.atomic import atomic_open
 from labkit.sandbox import DEFAULT_MEMORY, kernel_manager
 
@@ -206,7 +206,7 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
             if collect.foreign:
                 notes.append(f"answers written outside their check cells were ignored: "
                              f"{', '.join(sorted(set(collect.foreign)))}")
-    scored = grading.score_submission(material.catalog(), records, material.recorded(profile, dataset))
+    scored = scoring.score_submission(material.catalog(), records, material.recorded(profile, dataset))
     rows = [{"submission": name, "question": NOTES, "points": 0, "max_points": 0,
              "message": "; ".join(notes)}]
     rows += [{"submission": name, "question": r["question"], "points": r["points"],
@@ -372,7 +372,7 @@ def summary(rows: list[dict]) -> str:
     totals: dict[str, list] = {}
     for r in rows:
         t = totals.setdefault(r["submission"], [0.0, 0.0, 0.0, [], 0.0])
-        ungraded = re.match(rf"{grading.UNGRADED} \((\S+) points\)", str(r["message"]))
+        ungraded = re.match(rf"{scoring.UNGRADED} \((\S+) points\)", str(r["message"]))
         if ungraded:
             t[4] += float(ungraded.group(1))
             continue

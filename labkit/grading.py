@@ -16,8 +16,8 @@ points. Environment variables change what a Grader does:
   references it read before the submission ran, so code in a submission cannot change its own score.
 - ``LABKIT_REFERENCES=<folder>``: read references there instead of the kit's ``labkit/references``.
 
-Values may be None, bools, numbers, strings, lists/tuples, dicts with string keys, numpy arrays and torch
-tensors; arrays are stored with their library, dtype and shape.
+Values are stored and compared as :mod:`labkit.answers` says; :mod:`labkit.scoring` judges them (the
+same code scores a submission in ``labkit grade``).
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ import sys
 import tempfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from labkit import properties
+from labkit.answers import Rule, compare, decode, describe, encode, encode_answer
 from labkit.atomic import atomic_open
 from labkit.checks import check_number
+from labkit.scoring import failure_text, function_problems, value_basis, value_problems
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REFERENCES_DIR = PACKAGE_DIR / "references"
@@ -46,7 +47,6 @@ RECORD_ENV = "LABKIT_RECORD"
 RESULTS_ENV = "LABKIT_RESULTS"
 SUBMIT_ENV = "LABKIT_SUBMIT"
 HIDDEN_SEED_ENV = "LABKIT_HIDDEN_SEED"
-_MAX_PROBLEMS_SHOWN = 5
 
 
 class GradingError(AssertionError):
@@ -59,155 +59,6 @@ class MissingReferenceError(LookupError):
 
 class ReferenceConflictError(RuntimeError):
     """Newly recorded references differ from the existing reference file."""
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How numbers are compared: exactly when both tolerances are None, else
-    ``|got - expected| <= atol + rtol * |expected|`` elementwise (a missing tolerance counts as 0)."""
-
-    atol: float | None = None
-    rtol: float | None = None
-
-    def __post_init__(self):
-        for name in ("atol", "rtol"):
-            v = getattr(self, name)
-            if v is not None:
-                check_number(name, v, low=0, allowed="None or a finite number >= 0")
-
-    @property
-    def exact(self) -> bool:
-        return self.atol is None and self.rtol is None
-
-    def to_json(self):
-        if self.exact:
-            return "exact"
-        return {k: v for k, v in (("atol", self.atol), ("rtol", self.rtol)) if v is not None}
-
-    @classmethod
-    def from_json(cls, obj) -> Rule:
-        return cls() if obj == "exact" else cls(obj.get("atol"), obj.get("rtol"))
-
-    def __str__(self):
-        return "exact" if self.exact else ", ".join(f"{k}={v:g}" for k, v in self.to_json().items())
-
-    def matches(self, expected: np.ndarray, got: np.ndarray) -> np.ndarray:
-        """Elementwise: does ``got`` match ``expected`` (NaN matches NaN)?"""
-        if self.exact or expected.dtype == bool or got.dtype == bool:
-            same = expected == got
-            if expected.dtype.kind == "f" and got.dtype.kind == "f":
-                same |= np.isnan(expected) & np.isnan(got)
-            return same
-        return np.isclose(got, expected, atol=self.atol or 0.0, rtol=self.rtol or 0.0, equal_nan=True)
-
-
-# ---- values <-> JSON ---------------------------------------------------------------------------------
-
-def encode(value):
-    """A JSON-ready form of ``value``; arrays and tensors become ``{"$array": library, "dtype", "shape",
-    "data"}``. Raises TypeError for anything else than the supported types."""
-    torch = sys.modules.get("torch")
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
-    if isinstance(value, dict):
-        bad = [k for k in value if not isinstance(k, str) or k.startswith("$")]
-        if bad:
-            raise TypeError(f"dict key {bad[0]!r}: allowed are strings not starting with '$'")
-        return {k: encode(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"arrays must hold bools, integers or floats, got dtype {value.dtype}")
-        return {"$array": "numpy", "dtype": str(value.dtype), "shape": list(value.shape),
-                "data": value.tolist()}
-    if torch is not None and isinstance(value, torch.Tensor):
-        t = value.detach().cpu()
-        if t.is_complex():
-            raise TypeError(f"tensors must hold bools, integers or floats, got dtype {t.dtype}")
-        return {"$array": "torch", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
-                "data": t.tolist()}
-    raise TypeError(f"cannot store a value of type {type(value).__name__} as a reference: {value!r:.80}")
-
-
-def decode(obj):
-    """The value :func:`encode` made ``obj`` from (arrays as numpy arrays, tensors as torch tensors)."""
-    if isinstance(obj, list):
-        return [decode(v) for v in obj]
-    if isinstance(obj, dict) and "$array" in obj:
-        if obj["$array"] == "torch":
-            import torch
-
-            return torch.tensor(obj["data"], dtype=getattr(torch, obj["dtype"])).reshape(obj["shape"])
-        return np.array(obj["data"], dtype=obj["dtype"]).reshape(obj["shape"])
-    if isinstance(obj, dict):
-        return {k: decode(v) for k, v in obj.items()}
-    return obj
-
-
-def compare(expected, got, rule: Rule, where: str = "") -> list[str]:
-    """Problems found comparing two encoded values (empty when they match), each prefixed by where it is
-    inside the value, e.g. ``['lam=0.2'][3]``."""
-    at = f"at {where}: " if where else ""
-    e_num, g_num = _as_array(expected), _as_array(got)
-    if e_num is not None and g_num is not None:
-        return _compare_arrays(e_num, g_num, rule, at)
-    if _kind(expected) != _kind(got):
-        return [f"{at}expected {_describe(expected)}, got {_describe(got)}"]
-    if isinstance(expected, dict):
-        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-        if missing or extra:
-            return [f"{at}keys differ: missing {missing}, unexpected {extra}"]
-        return [p for k in expected for p in compare(expected[k], got[k], rule, f"{where}[{k!r}]")]
-    if isinstance(expected, list):
-        if len(expected) != len(got):
-            return [f"{at}expected a list of length {len(expected)}, got length {len(got)}"]
-        return [p for i, (e, g) in enumerate(zip(expected, got, strict=True))
-                for p in compare(e, g, rule, f"{where}[{i}]")]
-    return [] if expected == got else [f"{at}expected {expected!r}, got {got!r}"]
-
-
-def _as_array(obj) -> np.ndarray | None:
-    if isinstance(obj, (bool, int, float)):
-        return np.asarray(obj)
-    if isinstance(obj, dict) and "$array" in obj:
-        return np.asarray(obj["data"], dtype=bool if obj["dtype"] == "bool" else None).reshape(obj["shape"])
-    return None
-
-
-def _compare_arrays(expected: np.ndarray, got: np.ndarray, rule: Rule, at: str) -> list[str]:
-    if expected.shape != got.shape:
-        return [f"{at}expected shape {expected.shape}, got shape {got.shape}"]
-    if (expected.dtype == bool) != (got.dtype == bool):
-        return [f"{at}expected dtype {expected.dtype}, got dtype {got.dtype}"]
-    bad = ~rule.matches(expected, got)
-    if not bad.any():
-        return []
-    diff = np.where(bad, np.abs(got.astype(float) - expected.astype(float)), -1.0)
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    worst = np.unravel_index(np.argmax(diff), diff.shape)
-    e, g, d = expected[worst].item(), got[worst].item(), diff[worst]
-    if expected.ndim == 0:
-        return [f"{at}expected {e!r}, got {g!r} (|diff| {d:.3g}, rule {rule})"]
-    msg = (f"{at}{int(bad.sum())} of {bad.size} elements differ (rule {rule}); worst at index "
-           f"{tuple(int(i) for i in worst)}: expected {e!r}, got {g!r} (|diff| {d:.3g})")
-    if expected.size <= 12:
-        msg += f"\n      expected {expected.tolist()}\n      got      {got.tolist()}"
-    return [msg]
-
-
-def _kind(obj) -> str:
-    if isinstance(obj, dict) and "$array" in obj:
-        return "array"
-    return {dict: "dict", list: "list", str: "str", bool: "bool"}.get(type(obj), type(obj).__name__)
-
-
-def _describe(obj) -> str:
-    if _kind(obj) == "array":
-        return f"an array of dtype {obj['dtype']} and shape {tuple(obj['shape'])}"
-    return f"a {_kind(obj)} ({obj!r:.60})"
 
 
 # ---- the grader --------------------------------------------------------------------------------------
@@ -273,7 +124,7 @@ class Grader:
             self._record(question_id, entry)
             return
         entry = self._entry(question_id, "value")
-        got = _encode_answer(value)
+        got = encode_answer(value)
         self._answers[question_id] = got
         if self.submit_path:
             self._submit(question_id, "value", got)
@@ -282,7 +133,7 @@ class Grader:
         basis = value_basis(entry, recorded)
         if basis is None:
             self._rows[question_id] = {"question": question_id, "points": 0, "max": 0, "status": "ungraded"}
-            print(f"ungraded {question_id}: {_describe(got)} (no reference for this profile / data set "
+            print(f"ungraded {question_id}: {describe(got)} (no reference for this profile / data set "
                   "and no property)")
             return
         self._score(question_id, entry, value_problems(entry, recorded, got, self._answers), basis)
@@ -315,7 +166,7 @@ class Grader:
         for case in cases:
             args, kwargs = decode(case["args"]), decode(case["kwargs"])
             try:
-                outputs.append(_encode_answer(fn(*args, **kwargs)))
+                outputs.append(encode_answer(fn(*args, **kwargs)))
             except Exception as e:  # a student's function may fail in any way; report it as a failed case
                 outputs.append({"$raised": f"raised {type(e).__name__}: {e}"})
         if self.submit_path:
@@ -377,7 +228,7 @@ class Grader:
 
     def _score(self, question_id: str, entry: dict, problems: list[str], basis: str) -> None:
         passed, max_points = not problems, entry["points"]
-        message = "" if passed else _failure_text(question_id, problems, basis)
+        message = "" if passed else failure_text(question_id, problems, basis)
         self._rows[question_id] = {"question": question_id, "points": max_points if passed else 0,
                                    "max": max_points, "status": "pass" if passed else "FAIL", "basis": basis}
         if self.results_path:
@@ -389,102 +240,6 @@ class Grader:
         if not passed:
             raise GradingError(message)
         print(f"pass {question_id} ({max_points:g}/{max_points:g} points)")
-
-
-def _encode_answer(value):
-    """:func:`encode`, or a ``{"$raised": ...}`` marker for a value of a type that cannot be stored."""
-    try:
-        return encode(value)
-    except TypeError as e:
-        return {"$raised": str(e)}
-
-
-def value_basis(entry: dict, recorded: dict | None) -> str | None:
-    """What decides a value question: ``"reference"`` (a reference recorded for the run's profile / data
-    set, or the catalog's for a data-independent question), ``"property"``, or None (ungraded)."""
-    if recorded is not None or entry.get("data_independent"):
-        return "reference"
-    return "property" if "expect" in entry else None
-
-
-def value_problems(entry: dict, recorded: dict | None, got, answers: dict) -> list[str]:
-    """Problems of an encoded answer to a value question (empty when it is right) on the basis
-    :func:`value_basis` names; ``answers`` holds the run's other answers, for properties that read them."""
-    if isinstance(got, dict) and "$raised" in got:
-        return [got["$raised"]]
-    if value_basis(entry, recorded) == "property":
-        return properties.problems(entry["expect"], got, answers)
-    reference = recorded if recorded is not None else entry
-    return compare(reference["expected"], got, Rule.from_json(reference["rule"]))
-
-
-def function_problems(entry: dict, outputs: list, name: str | None = None) -> list[str]:
-    """Problems of a function's encoded outputs on a function question's stored cases, then its hidden
-    cases where the entry has them (``name``: the function's, for the messages; default the reference
-    function's). A hidden case is reported without its inputs or expected output."""
-    cases, rule, problems = entry["cases"], Rule.from_json(entry["rule"]), []
-    hidden = entry.get("hidden_cases", [])
-    name = name or entry.get("function", "fn")
-    if not isinstance(outputs, list) or len(outputs) != len(cases) + len(hidden):
-        return [f"expected outputs for {len(cases) + len(hidden)} cases, got {outputs!r:.80}"]
-    for i, (case, got) in enumerate(zip(cases, outputs, strict=False), 1):
-        where = (f"case {i} of {len(cases)}, "
-                 f"{_call_text(name, decode(case['args']), decode(case['kwargs']))}")
-        if isinstance(got, dict) and "$raised" in got:
-            problems.append(f"{where}: {got['$raised']}")
-        else:
-            problems += [f"{where}: {p}" for p in compare(case["expected"], got, rule)]
-    failed_hidden = [i for i, (case, got) in enumerate(zip(hidden, outputs[len(cases):], strict=True), 1)
-                     if (isinstance(got, dict) and "$raised" in got) or compare(case["expected"], got, rule)]
-    if failed_hidden:
-        problems.append(f"hidden cases {failed_hidden} of {len(hidden)} differ from the reference "
-                        "implementation's outputs")
-    return problems
-
-
-UNGRADED = "ungraded"
-
-
-def score_submission(questions: dict, answers: list[dict], recorded: dict | None = None) -> list[dict]:
-    """Score a submission's answers (the JSON lines of submission mode; the last answer to a question
-    counts) against the catalog ``questions`` and the ``recorded`` reference questions of the run's profile
-    / data set (None where there is none): one row per catalog question with question, points, max_points,
-    passed, status (pass, FAIL or ungraded) and message. A question without an answer (its cell never ran,
-    or an earlier error or time-out stopped it) scores 0; an ungraded one counts 0 of 0."""
-    latest = {a["question"]: a for a in answers if isinstance(a, dict) and isinstance(a.get("question"), str)}
-    given = {q: a.get("answer") for q, a in latest.items()}
-    rows = []
-    for q, entry in questions.items():
-        answer, basis = latest.get(q), "reference"
-        rec = None if recorded is None else recorded.get(q)
-        if entry["kind"] == "value":
-            basis = value_basis(entry, rec)
-        if basis is None:
-            rows.append({"question": q, "points": 0, "max_points": 0, "passed": True, "status": "ungraded",
-                         "message": f"{UNGRADED} ({entry['points']:g} points): no reference for this profile "
-                                    "/ data set and no property"})
-            continue
-        if answer is None:
-            problems = ["no answer: the check did not run (an earlier cell failed or timed out)"]
-        elif answer.get("kind") != entry["kind"]:
-            problems = [f"answered as a {answer.get('kind')} check; the reference is a {entry['kind']} check"]
-        elif entry["kind"] == "value":
-            problems = value_problems(entry, rec, answer.get("answer"), given)
-        else:
-            problems = function_problems(entry, answer.get("answer"))
-        rows.append({"question": q, "points": 0 if problems else entry["points"],
-                     "max_points": entry["points"], "passed": not problems,
-                     "status": "FAIL" if problems else "pass",
-                     "message": _failure_text(q, problems, basis) if problems else ""})
-    return rows
-
-
-def _failure_text(question_id: str, problems: list[str], basis: str = "reference") -> str:
-    shown = problems[:_MAX_PROBLEMS_SHOWN]
-    more = len(problems) - len(shown)
-    what = "its reference" if basis == "reference" else "its property"
-    return (f"question {question_id!r} does not match {what}:\n  " + "\n  ".join(shown)
-            + (f"\n  ... and {more} more" if more else ""))
 
 
 def hidden_cases(inputs: list, rng: np.random.Generator) -> list:
@@ -531,15 +286,6 @@ def _split_case(case) -> tuple[list, dict]:
     if isinstance(case, (list, tuple)):
         return list(case), {}
     raise TypeError(f"input case {case!r}: allowed is a tuple of arguments or a dict of keyword arguments")
-
-
-def _call_text(name: str, args: list, kwargs: dict) -> str:
-    def show(v):
-        text = repr(v.tolist() if hasattr(v, "tolist") else v)
-        return text if len(text) <= 80 else text[:77] + "..."
-
-    parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(parts)})"
 
 
 def _check_name(name: str, value, pattern: str = r"[A-Za-z0-9_\-]+") -> str:

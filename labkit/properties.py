@@ -6,7 +6,7 @@ recovers to within 3 points of this run's dense accuracy", "accuracy falls as q 
 a property where no recorded reference exists for the profile / data set.
 
 A property is a small JSON-ready dict made by the constructors below; :func:`problems` judges an
-answer (in :func:`labkit.grading.encode`'s form) against it. Every number leaf of the answer counts
+answer (in :func:`labkit.answers.encode`'s form) against it. Every number leaf of the answer counts
 (bools as 0/1); ``ref`` may name an earlier question, whose answer is then the bound (a number, or a
 dict with the same keys, compared key by key).
 """

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from labkit import grading, sparse
+from labkit import answers, grading, scoring, sparse
 from labkit.grading import Grader, GradingError, MissingReferenceError, ReferenceConflictError
 
 
@@ -143,7 +143,7 @@ def test_record_mode_round_trip_keeps_types_dtypes_and_shapes(tmp_path, monkeypa
     assert entry["expected"]["W"] == {"$array": "numpy", "dtype": "float32", "shape": [2, 3],
                                       "data": [[0, 1, 2], [3, 4, 5]]}
     assert entry["expected"]["t"]["$array"] == "torch" and entry["expected"]["t"]["dtype"] == "float32"
-    back = grading.decode(entry["expected"])
+    back = answers.decode(entry["expected"])
     assert back["codes"].dtype == np.uint8 and back["empty"].shape == (0, 3)
     assert isinstance(back["t"], torch.Tensor) and back["t"].dtype == torch.float32
     Grader("nb", references_dir=refs).check("q", value)
@@ -343,15 +343,15 @@ def test_hidden_cases_are_recorded_with_a_seed_and_scored_without_showing_them(t
     refs = record(tmp_path, monkeypatch, lambda g: g.check_function("topk", project, inputs=public))
     entry = json.loads((refs / "nb.quick.json").read_text())["questions"]["topk"]
     (hidden,) = entry["hidden_cases"]
-    w = grading.decode(hidden["args"])[0]
-    assert w.shape == (4,) and w[2] == 0 and not np.allclose(w, public[0][0]) and grading.decode(
+    w = answers.decode(hidden["args"])[0]
+    assert w.shape == (4,) and w[2] == 0 and not np.allclose(w, public[0][0]) and answers.decode(
         hidden["args"])[1] == 2
     lookup = {0: np.array([0.0, -2.0, 0.0, 1.0])}  # returns the stored public output whatever the input
-    outputs = [grading.encode(project(*public[0])), grading.encode(lookup[0])]
-    problems = grading.function_problems(entry, outputs)
+    outputs = [answers.encode(project(*public[0])), answers.encode(lookup[0])]
+    problems = scoring.function_problems(entry, outputs)
     assert problems == ["hidden cases [1] of 1 differ from the reference implementation's outputs"]
-    assert grading.function_problems(entry, [grading.encode(project(*public[0])),
-                                             grading.encode(project(w, 2))]) == []
+    assert scoring.function_problems(entry, [answers.encode(project(*public[0])),
+                                             answers.encode(project(w, 2))]) == []
 
 
 def test_hidden_cases_redraw_floats_keep_zeros_constants_and_everything_else():
@@ -375,8 +375,8 @@ def test_score_submission_uses_the_recorded_reference_or_the_property(tmp_path, 
     catalog = json.loads((refs / "nb.quick.json").read_text())["questions"]
     answers = [{"question": "dense", "kind": "value", "answer": 0.6},
                {"question": "ft", "kind": "value", "answer": 0.55}]
-    by_property = {r["question"]: r for r in grading.score_submission(catalog, answers)}
+    by_property = {r["question"]: r for r in scoring.score_submission(catalog, answers)}
     assert (by_property["dense"]["passed"], by_property["ft"]["passed"]) == (True, False)
     assert by_property["free"]["status"] == "ungraded" and by_property["free"]["max_points"] == 0
-    by_reference = {r["question"]: r for r in grading.score_submission(catalog, answers, recorded=catalog)}
+    by_reference = {r["question"]: r for r in scoring.score_submission(catalog, answers, recorded=catalog)}
     assert not by_reference["dense"]["passed"] and by_reference["free"]["max_points"] == 1

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from labkit import properties as P
-from labkit.grading import encode
+from labkit.answers import encode
 
 
 def judge(spec, value, **answers):

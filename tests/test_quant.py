@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.grading import REFERENCES_DIR, decode
+from labkit.answers import decode
+from labkit.grading import REFERENCES_DIR
 from labkit.measure import count_host_syncs
 from labkit.models import lenet5, resnet20
 from labkit.quant import (

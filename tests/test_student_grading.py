@@ -30,15 +30,15 @@ LABS = {"00_concepts": "quick", "01_sparse_linear": "quick", "02_pruning_resnet2
         "03_quantization_resnet20": "tiny", "04_lenet5_lsq": "tiny", "05_lenet5_pruning": "tiny",
         "06_deep_compression": "tiny"}
 FORGE = '''import json as _json
-from labkit import grading as _g
+from labkit import answers as _a, grading as _g
 _doc = _json.loads((_g.REFERENCES_DIR / "{lab}.quick.json").read_text())
 for _q, _e in _doc["questions"].items():
     if _e["kind"] == "value":
-        grader.check(_q, _g.decode(_e["expected"]))
+        grader.check(_q, _a.decode(_e["expected"]))
 '''
 LOOKUP = '''import json as _json
 import numpy as _np
-from labkit import grading as _g
+from labkit import answers as _a, grading as _g
 _cases = _json.loads((_g.REFERENCES_DIR / "{lab}.quick.json").read_text())["questions"]["{question}"]["cases"]
 
 
@@ -52,9 +52,9 @@ def _same(a, b):
 def {name}(*args, **kwargs):
     """Returns the stored output of the public case with these inputs (the first one's otherwise)."""
     for case in _cases:
-        if _same(_g.decode(case["args"]), args):
-            return _g.decode(case["expected"])
-    return _g.decode(_cases[0]["expected"])
+        if _same(_a.decode(case["args"]), args):
+            return _a.decode(case["expected"])
+    return _a.decode(_cases[0]["expected"])
 '''
 
 

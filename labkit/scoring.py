@@ -1,0 +1,110 @@
+"""Scoring: the problems of one answer and the points of a whole submission, judged against the catalog (the
+quick references: points, rule, property, function cases) and the references recorded for the run's profile
+/ data set. The notebook's grader uses it for its instant feedback, ``labkit grade`` for the score that
+counts: there the answers were written by the submission, and the references read before it ran.
+"""
+
+from __future__ import annotations
+
+from labkit import properties
+from labkit.answers import Rule, compare, decode
+
+_MAX_PROBLEMS_SHOWN = 5
+
+
+def value_basis(entry: dict, recorded: dict | None) -> str | None:
+    """What decides a value question: ``"reference"`` (a reference recorded for the run's profile / data
+    set, or the catalog's for a data-independent question), ``"property"``, or None (ungraded)."""
+    if recorded is not None or entry.get("data_independent"):
+        return "reference"
+    return "property" if "expect" in entry else None
+
+
+def value_problems(entry: dict, recorded: dict | None, got, answers: dict) -> list[str]:
+    """Problems of an encoded answer to a value question (empty when it is right) on the basis
+    :func:`value_basis` names; ``answers`` holds the run's other answers, for properties that read them."""
+    if isinstance(got, dict) and "$raised" in got:
+        return [got["$raised"]]
+    if value_basis(entry, recorded) == "property":
+        return properties.problems(entry["expect"], got, answers)
+    reference = recorded if recorded is not None else entry
+    return compare(reference["expected"], got, Rule.from_json(reference["rule"]))
+
+
+def function_problems(entry: dict, outputs: list, name: str | None = None) -> list[str]:
+    """Problems of a function's encoded outputs on a function question's stored cases, then its hidden
+    cases where the entry has them (``name``: the function's, for the messages; default the reference
+    function's). A hidden case is reported without its inputs or expected output."""
+    cases, rule, problems = entry["cases"], Rule.from_json(entry["rule"]), []
+    hidden = entry.get("hidden_cases", [])
+    name = name or entry.get("function", "fn")
+    if not isinstance(outputs, list) or len(outputs) != len(cases) + len(hidden):
+        return [f"expected outputs for {len(cases) + len(hidden)} cases, got {outputs!r:.80}"]
+    for i, (case, got) in enumerate(zip(cases, outputs, strict=False), 1):
+        where = (f"case {i} of {len(cases)}, "
+                 f"{_call_text(name, decode(case['args']), decode(case['kwargs']))}")
+        if isinstance(got, dict) and "$raised" in got:
+            problems.append(f"{where}: {got['$raised']}")
+        else:
+            problems += [f"{where}: {p}" for p in compare(case["expected"], got, rule)]
+    failed_hidden = [i for i, (case, got) in enumerate(zip(hidden, outputs[len(cases):], strict=True), 1)
+                     if (isinstance(got, dict) and "$raised" in got) or compare(case["expected"], got, rule)]
+    if failed_hidden:
+        problems.append(f"hidden cases {failed_hidden} of {len(hidden)} differ from the reference "
+                        "implementation's outputs")
+    return problems
+
+
+UNGRADED = "ungraded"
+
+
+def score_submission(questions: dict, answers: list[dict], recorded: dict | None = None) -> list[dict]:
+    """Score a submission's answers (the JSON lines of submission mode; the last answer to a question
+    counts) against the catalog ``questions`` and the ``recorded`` reference questions of the run's profile
+    / data set (None where there is none): one row per catalog question with question, points, max_points,
+    passed, status (pass, FAIL or ungraded) and message. A question without an answer (its cell never ran,
+    or an earlier error or time-out stopped it) scores 0; an ungraded one counts 0 of 0."""
+    latest = {a["question"]: a for a in answers if isinstance(a, dict) and isinstance(a.get("question"), str)}
+    given = {q: a.get("answer") for q, a in latest.items()}
+    rows = []
+    for q, entry in questions.items():
+        answer, basis = latest.get(q), "reference"
+        rec = None if recorded is None else recorded.get(q)
+        if entry["kind"] == "value":
+            basis = value_basis(entry, rec)
+        if basis is None:
+            rows.append({"question": q, "points": 0, "max_points": 0, "passed": True, "status": "ungraded",
+                         "message": f"{UNGRADED} ({entry['points']:g} points): no reference for this profile "
+                                    "/ data set and no property"})
+            continue
+        if answer is None:
+            problems = ["no answer: the check did not run (an earlier cell failed or timed out)"]
+        elif answer.get("kind") != entry["kind"]:
+            problems = [f"answered as a {answer.get('kind')} check; the reference is a {entry['kind']} check"]
+        elif entry["kind"] == "value":
+            problems = value_problems(entry, rec, answer.get("answer"), given)
+        else:
+            problems = function_problems(entry, answer.get("answer"))
+        rows.append({"question": q, "points": 0 if problems else entry["points"],
+                     "max_points": entry["points"], "passed": not problems,
+                     "status": "FAIL" if problems else "pass",
+                     "message": failure_text(q, problems, basis) if problems else ""})
+    return rows
+
+
+def failure_text(question_id: str, problems: list[str], basis: str = "reference") -> str:
+    """The message of a failed check: its first problems, one per line."""
+    shown = problems[:_MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    what = "its reference" if basis == "reference" else "its property"
+    return (f"question {question_id!r} does not match {what}:\n  " + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else ""))
+
+
+def _call_text(name: str, args: list, kwargs: dict) -> str:
+    def show(v):
+        text = repr(v.tolist() if hasattr(v, "tolist") else v)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
