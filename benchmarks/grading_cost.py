@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from labkit import autograde, grading, release
+from labkit import autograde, release, runner
 from labkit.atomic import atomic_open
 
 LABS = ("00_concepts", "01_sparse_linear", "02_pruning_resnet20", "03_quantization_resnet20",
@@ -60,7 +60,7 @@ def main() -> None:
               "seconds_per_submission": {}, "score": {}}
     try:
         for lab in args.labs:
-            made = release.release_notebook(grading.resolve_notebook(lab), work / lab / "dist", seed=1)
+            made = release.release_notebook(runner.resolve_notebook(lab), work / lab / "dist", seed=1)
             submission = work / lab / f"solution_{lab}.ipynb"
             shutil.copy(made.instructor / f"{lab}.ipynb", submission)
             seconds, rows = timed_grade([submission], made.instructor, args.profile, jobs=1)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from labkit import cells, grading, scoring
 from labkit.atomic import atomic_open
+from labkit.runner import resolve_notebook
 from labkit.sandbox import DEFAULT_MEMORY, kernel_manager
 
 CSV_FIELDS = ("submission", "question", "points", "max_points", "message")
@@ -118,7 +119,7 @@ def load_material(lab: str, instructor: Path | None = None) -> Material:
     :func:`labkit.cells.tag` gives them, as ``labkit release`` does."""
     import nbformat
 
-    source = (Path(instructor) / f"{lab}.ipynb") if instructor else grading.resolve_notebook(lab)
+    source = (Path(instructor) / f"{lab}.ipynb") if instructor else resolve_notebook(lab)
     refs = references_dir(instructor)
     docs = {p.name: json.loads(p.read_text()) for p in refs.glob(f"{lab}.*.json")}
     catalog = grading.reference_name(lab, "quick", None)

@@ -12,10 +12,7 @@ from pathlib import Path
 
 from labkit import HOME, data, models
 from labkit.device import PRECISIONS
-from labkit.runner import PROFILES, NotebookFailed, execute_notebook
-
-REPO = HOME
-NOTEBOOKS = REPO / "notebooks"
+from labkit.runner import PROFILES, NotebookFailed, execute_notebook, lab_notebooks, resolve_notebook
 
 
 def _train(args) -> int:
@@ -36,18 +33,8 @@ def _train(args) -> int:
 
 
 def find_notebooks(names: list[str]) -> list[Path]:
-    """Notebook paths from names (``01_sparse_linear``), paths, or all of ``notebooks/`` when empty."""
-    if not names:
-        return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    found = []
-    for name in names:
-        path = Path(name)
-        if not path.is_file():
-            path = NOTEBOOKS / (name if name.endswith(".ipynb") else f"{name}.ipynb")
-        if not path.is_file():
-            raise FileNotFoundError(f"no notebook {name!r} (looked in . and {NOTEBOOKS})")
-        found.append(path)
-    return found
+    """Notebook paths from names (``01_sparse_linear``) or paths; every lab notebook when empty."""
+    return [resolve_notebook(name) for name in names] or lab_notebooks()
 
 
 def _score(results: Path) -> tuple[float, float, list[str]]:
@@ -69,7 +56,7 @@ def _policy_env(args, precision: str) -> dict[str, str]:
 
 
 def _run(args) -> int:
-    out_dir = (args.out or REPO / "runs" / args.profile).resolve()  # kernels run in notebooks/, not here
+    out_dir = (args.out or HOME / "runs" / args.profile).resolve()  # kernels run in notebooks/, not here
     params = {"PROFILE": args.profile, "DATASET": args.dataset}
     precision = "auto" if args.profile == "full" else "fp32"  # quick, tiny: the references' precision
     rows, failures = [], 0

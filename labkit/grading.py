@@ -33,16 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit import properties
+from labkit import HOME, properties
 from labkit.answers import Rule, compare, decode, describe, encode, encode_answer
 from labkit.atomic import atomic_open
 from labkit.checks import check_number
 from labkit.scoring import failure_text, function_problems, value_basis, value_problems
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-REFERENCES_DIR = PACKAGE_DIR / "references"
+REFERENCES_DIR = Path(__file__).resolve().parent / "references"
 REFERENCES_ENV = "LABKIT_REFERENCES"
-REPO_DIR = PACKAGE_DIR.parent
 RECORD_ENV = "LABKIT_RECORD"
 RESULTS_ENV = "LABKIT_RESULTS"
 SUBMIT_ENV = "LABKIT_SUBMIT"
@@ -360,18 +358,6 @@ def reference_name(notebook: str, profile: str, dataset: str | None) -> str:
     return f"{notebook}.{profile}.json" if dataset is None else f"{notebook}.{profile}.{dataset}.json"
 
 
-def resolve_notebook(notebook: str | Path) -> Path:
-    """A notebook given by path, or by name (``01_sparse_linear``) under ``<repo>/notebooks``."""
-    path = Path(notebook)
-    if path.is_file():
-        return path
-    named = REPO_DIR / "notebooks" / (path.name if path.suffix == ".ipynb" else f"{path.name}.ipynb")
-    if named.is_file():
-        return named
-    available = sorted(p.stem for p in (REPO_DIR / "notebooks").glob("*.ipynb"))
-    raise FileNotFoundError(f"notebook {str(notebook)!r} is neither a file nor one of {available}")
-
-
 def make_references(notebook: str | Path, profile: str, force: bool = False, dataset: str | None = None, *,
                     references_dir: str | Path | None = None, runs_dir: str | Path | None = None) -> Path:
     """Run ``notebook`` with PROFILE=profile in record mode (the executed copy goes to ``runs_dir``, default
@@ -379,14 +365,14 @@ def make_references(notebook: str | Path, profile: str, force: bool = False, dat
     Without ``force`` an existing file is kept when every new value passes its old rule (a rerun within
     tolerance is no change) and ReferenceConflictError is raised when something really changed; with
     ``force`` the new recording replaces the file whenever it differs at all."""
-    from labkit.runner import execute_notebook
+    from labkit.runner import execute_notebook, resolve_notebook
 
     path = resolve_notebook(notebook)
     name, profile = path.stem, _check_name("profile", profile)
     target = Path(references_dir or kit_references()) / reference_name(name, profile, dataset)
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "record.json"
-        execute_notebook(path, Path(runs_dir or REPO_DIR / "runs" / "references") / f"{name}.{profile}.ipynb",
+        execute_notebook(path, Path(runs_dir or HOME / "runs" / "references") / f"{name}.{profile}.ipynb",
                          {"PROFILE": profile, "DATASET": dataset}, env={RECORD_ENV: str(record)})
         if not record.is_file():
             raise RuntimeError(f"{path} ran no checks, so there is nothing to record")

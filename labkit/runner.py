@@ -1,5 +1,5 @@
-"""Execute notebooks top to bottom with papermill, parameters injected into the ``parameters`` cell;
-the Colab setup cell every notebook opens with."""
+"""Find the lab notebooks; execute notebooks top to bottom with papermill, parameters injected into the
+``parameters`` cell; the Colab setup cell every notebook opens with."""
 
 from __future__ import annotations
 
@@ -8,7 +8,28 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from labkit import HOME
+
 PROFILES = ("quick", "full", "tiny")
+NOTEBOOKS = HOME / "notebooks"
+
+
+def lab_notebooks() -> list[Path]:
+    """The numbered lab notebooks (``NN_name.ipynb``) under ``labkit.HOME/notebooks``, in order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def resolve_notebook(notebook: str | Path) -> Path:
+    """A notebook given by path, or by name (``01_sparse_linear``, with or without ``.ipynb``) under
+    ``NOTEBOOKS``; FileNotFoundError naming the lab notebooks otherwise."""
+    path = Path(notebook)
+    if path.is_file():
+        return path
+    named = NOTEBOOKS / (path.name if path.suffix == ".ipynb" else f"{path.name}.ipynb")
+    if named.is_file():
+        return named
+    raise FileNotFoundError(f"no notebook {str(notebook)!r}: allowed is a notebook file or one of "
+                            f"{[p.stem for p in lab_notebooks()]}")
 
 
 class NotebookFailed(RuntimeError):

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from jupyter_client import KernelManager
 
+from labkit import HOME
 from labkit.checkpoints import CHECKPOINT_DIR
 from labkit.data import data_root
 
-REPO = CHECKPOINT_DIR.parent
 DEFAULT_MEMORY = 6 * 2**30  # bytes of address space per kernel: ResNet-20 in the quick profile needs < 3 GiB
 
 
@@ -40,8 +40,8 @@ def command(folder: Path, memory: int = DEFAULT_MEMORY) -> list[str]:
         raise ValueError(f"memory={memory!r}: allowed is a whole number of bytes >= 256 MiB")
     folder = Path(folder).resolve()
     binds = []
-    for inside in (REPO / "runs", CHECKPOINT_DIR / "cache"):
-        outside = folder / "writable" / inside.relative_to(REPO)
+    for inside in (HOME / "runs", CHECKPOINT_DIR / "cache"):
+        outside = folder / "writable" / inside.relative_to(HOME)
         inside.mkdir(parents=True, exist_ok=True)  # a mount point must exist
         if inside == CHECKPOINT_DIR / "cache":  # models pretrained before (e.g. on CIFAR-10) are reused
             shutil.copytree(inside, outside, dirs_exist_ok=True)

@@ -6,9 +6,9 @@ import shutil
 import nbformat
 import pytest
 
-from labkit import autograde, cells, cli, grading
+from labkit import autograde, cells, cli, grading, runner
 
-LAB1 = grading.REPO_DIR / "notebooks" / "01_sparse_linear.ipynb"
+LAB1 = runner.NOTEBOOKS / "01_sparse_linear.ipynb"
 WRONG_SOFT = '''def soft_threshold(W, threshold):
     W = np.asarray(W, dtype=float)
     return np.maximum(W - threshold, 0.0)  # planted bug: forgets the negative side'''
@@ -167,6 +167,6 @@ def test_shard_and_lab_arguments():
         with pytest.raises(ValueError, match="--shard"):
             autograde.parse_shard(bad)
     with pytest.raises(ValueError, match="cannot tell which lab"):
-        autograde.lab_of(grading.REPO_DIR / "homework.ipynb")
+        autograde.lab_of(runner.NOTEBOOKS.parent / "homework.ipynb")
     with pytest.raises(FileNotFoundError, match="neither a notebook"):
         autograde.find_submissions(["missing.txt"])

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from labkit import autograde, cells, grading
+from labkit import autograde, cells, runner
 
 SOLUTION = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
 
@@ -62,7 +62,7 @@ def test_restore_runs_a_missing_solution_blank_and_matches_cells_without_ids_by_
     assert graded.cells[0].source == "ANSWER = False"  # matched by the name it assigns
 
 
-@pytest.mark.parametrize("path", sorted((grading.REPO_DIR / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+@pytest.mark.parametrize("path", sorted((runner.NOTEBOOKS).glob("[0-9][0-9]_*.ipynb")),
                          ids=lambda p: p.stem)
 def test_kit_notebooks_carry_nbgrader_metadata_matching_their_references(path):
     nb = nbformat.read(path, as_version=4)

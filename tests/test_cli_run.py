@@ -34,7 +34,7 @@ def test_run_exits_zero_when_all_pass(tmp_path):
 
 
 def test_unknown_notebook_is_named():
-    with pytest.raises(FileNotFoundError, match="no notebook 'nope'"):
+    with pytest.raises(FileNotFoundError, match="no notebook 'nope': allowed is"):
         cli.find_notebooks(["nope"])
 
 

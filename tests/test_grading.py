@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from labkit import answers, grading, scoring, sparse
+from labkit import answers, grading, runner, scoring, sparse
 from labkit.grading import Grader, GradingError, MissingReferenceError, ReferenceConflictError
 
 
@@ -291,10 +291,12 @@ def test_make_references_records_refuses_changes_and_forces(tmp_path):
 
 
 def test_resolve_notebook_by_name_and_unknown_names():
-    expected = grading.REPO_DIR / "notebooks" / "01_sparse_linear.ipynb"
-    assert grading.resolve_notebook("01_sparse_linear") == expected
-    with pytest.raises(FileNotFoundError, match="'99_nope' is neither a file nor one of"):
-        grading.resolve_notebook("99_nope")
+    expected = runner.NOTEBOOKS / "01_sparse_linear.ipynb"
+    assert runner.resolve_notebook("01_sparse_linear") == expected
+    assert runner.resolve_notebook("01_sparse_linear.ipynb") == expected
+    with pytest.raises(FileNotFoundError, match="no notebook '99_nope': allowed is a notebook file or one"):
+        runner.resolve_notebook("99_nope")
+    assert [p.stem[:2] for p in runner.lab_notebooks()] == ["00", "01", "02", "03", "04", "05", "06"]
 
 
 def test_shipped_lab1_references_exist_for_both_profiles():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import grading
+from labkit import runner
 
 NBGRADER = Path(sys.executable).parent / "nbgrader"  # a dev dependency: pip install -e '.[dev]'
 
@@ -28,7 +28,7 @@ def test_nbgrader_generates_autogrades_and_feeds_back(tmp_path, lab):
 
     course = tmp_path / "course"
     (course / "source" / "ps1").mkdir(parents=True)
-    shutil.copy(grading.resolve_notebook(lab), course / "source" / "ps1")
+    shutil.copy(runner.resolve_notebook(lab), course / "source" / "ps1")
     (course / "nbgrader_config.py").write_text(
         f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
         "c.CourseDirectory.course_id = 'labkit'\nc.ExecutePreprocessor.timeout = 600\n")

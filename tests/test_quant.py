@@ -457,9 +457,9 @@ def test_notebook_03_runs_every_quantized_model_on_the_students_forward_pass():
 
     import nbformat
 
-    from labkit.grading import REPO_DIR
+    from labkit.runner import NOTEBOOKS
 
-    nb = nbformat.read(REPO_DIR / "notebooks" / "03_quantization_resnet20.ipynb", as_version=4)
+    nb = nbformat.read(NOTEBOOKS / "03_quantization_resnet20.ipynb", as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     builds = [m for src in code for m in re.findall(r"resnet20\([^()]*nbits=[^()]*\)", src)]
     assert len(builds) >= 4, builds  # (b), (c), (d), (e)

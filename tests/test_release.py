@@ -8,9 +8,9 @@ import re
 import nbformat
 import pytest
 
-from labkit import cells, grading, release
+from labkit import cells, grading, release, runner
 
-NOTEBOOKS = sorted((grading.REPO_DIR / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((runner.NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
 _REGION = re.compile(rf"{re.escape(cells.BEGIN)}[^\n]*\n(.*?){re.escape(cells.END)}", re.DOTALL)
 _NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.]*\d)")
 

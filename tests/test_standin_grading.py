@@ -9,7 +9,7 @@ stand-in stay in its own folder (marker ``harness``: ``make test-grading``)."""
 import pytest
 import standins
 
-from labkit import autograde, grading, release, sandbox
+from labkit import autograde, release, runner, sandbox
 
 DATASET = {"00_concepts": "cifar10", "02_pruning_resnet20": "cifar10", "03_quantization_resnet20": "cifar10",
            "04_lenet5_lsq": "mnist", "05_lenet5_pruning": "mnist", "06_deep_compression": "mnist"}
@@ -31,7 +31,7 @@ def test_the_solution_on_a_data_set_without_references_is_graded_by_its_properti
     assert sandbox.available() is None, "make test installs bubblewrap: stand-in models must stay sandboxed"
     standins.kernel_environment(monkeypatch, standin_root)
     dataset = DATASET[lab]
-    made = release.release_notebook(grading.resolve_notebook(lab), tmp_path / "dist", seed=1)
+    made = release.release_notebook(runner.resolve_notebook(lab), tmp_path / "dist", seed=1)
     catalog = autograde.load_material(lab, made.instructor).catalog()
     assert autograde.load_material(lab, made.instructor).recorded("quick", dataset) is None
     rows = autograde.grade([made.instructor / f"{lab}.ipynb"], profile="quick", dataset=dataset, timeout=600,

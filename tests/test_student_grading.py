@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit import autograde, cells, grading, release
+from labkit import autograde, cells, release, runner
 
 PLANTED = Path(__file__).parent / "planted"
 LABS = {"00_concepts": "quick", "01_sparse_linear": "quick", "02_pruning_resnet20": "tiny",
@@ -102,7 +102,7 @@ def hostile(student, lab: str):
 def graded(request, tmp_path_factory):
     lab, profile = request.param, LABS[request.param]
     root = tmp_path_factory.mktemp(lab)
-    made = release.release_notebook(grading.resolve_notebook(lab), root / "dist", seed=1)
+    made = release.release_notebook(runner.resolve_notebook(lab), root / "dist", seed=1)
     source = nbformat.read(made.instructor / f"{lab}.ipynb", as_version=4)
     student = nbformat.read(made.student, as_version=4)
     wrong, downstream, extra = planted(lab)
