@@ -7,11 +7,15 @@ grading machine should need. The kernel talks to the grader over Unix sockets in
 (jupyter's ``ipc`` transport), since the sandbox has no network, loopback included. The kit and its
 data stay readable; the repository's ``runs/`` and ``checkpoints/cache/`` folders, which notebooks
 write, are the temporary folder's own copies inside the sandbox (the cache's files copied in, so models
-pretrained before are reused and what a submission trains or writes there stays in its folder).
+pretrained before are reused and what a submission trains or writes there stays in its folder). Grading
+on a GPU (``labkit grade --device cuda``) binds the NVIDIA device files in and, since CUDA reserves more
+address space than any useful limit, runs those kernels without the memory limit.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -50,10 +54,21 @@ def command(folder: Path, memory: int = DEFAULT_MEMORY) -> list[str]:
     data = data_root().resolve()  # readable even where it lies under /tmp, which the sandbox empties
     if data.is_dir():
         binds += ["--ro-bind", str(data), str(data)]
+    gpus = gpu_devices()
+    binds += [arg for node in gpus for arg in ("--dev-bind", node, node)]
+    # CUDA reserves far more address space than any useful --as limit: GPU kernels go without it.
+    limit = [] if gpus else ["prlimit", f"--as={memory}", "--"]
     return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", str(folder), str(folder), *binds, "--unshare-net",
-            "--die-with-parent", "--setenv", "HOME", str(folder), "--chdir", str(folder),
-            "prlimit", f"--as={memory}", "--"]
+            "--die-with-parent", "--setenv", "HOME", str(folder), "--chdir", str(folder), *limit]
+
+
+def gpu_devices() -> list[str]:
+    """The NVIDIA device files a sandboxed kernel needs when grading is asked to use CUDA (``LABKIT_DEVICE``
+    cuda or auto, as ``labkit grade --device`` sets it); none otherwise, so a CPU grading sees no GPU."""
+    if not os.environ.get("LABKIT_DEVICE", "cpu").startswith(("cuda", "auto")):
+        return []
+    return sorted(glob.glob("/dev/nvidia*"))
 
 
 class SandboxedKernelManager(KernelManager):

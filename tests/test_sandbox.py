@@ -55,3 +55,13 @@ def test_a_hostile_cell_is_stopped_and_the_rest_is_graded(tmp_path):
 def test_the_sandbox_command_refuses_a_silly_memory_limit(tmp_path):
     with pytest.raises(ValueError, match="memory"):
         sandbox.command(tmp_path, memory=1000)
+
+
+def test_a_gpu_grading_binds_the_nvidia_devices_and_a_cpu_grading_hides_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox.glob, "glob", lambda pattern: ["/dev/nvidia0", "/dev/nvidiactl"])
+    monkeypatch.setenv("LABKIT_DEVICE", "cuda")
+    gpu = sandbox.command(tmp_path)
+    assert "--dev-bind" in gpu and "/dev/nvidiactl" in gpu and not any(a.startswith("--as") for a in gpu)
+    monkeypatch.setenv("LABKIT_DEVICE", "cpu")
+    cpu = sandbox.command(tmp_path)
+    assert "--dev-bind" not in cpu and f"--as={sandbox.DEFAULT_MEMORY}" in cpu
