@@ -1,18 +1,19 @@
 """Deep Compression (Han, Mao & Dally, ICLR 2016): prune, share weights, Huffman-code, in one file.
 
-The pipeline on a trained model:
+The pipeline on a trained model (``table_1`` runs it on the networks of the paper's Table 1):
 
-1. ``prune_globally``: iterative pruning (``labkit.prune.AGPSchedule``, one global threshold) and
-   fine-tuning; most weights become exact zeros;
+1. ``prune_globally``: iterative pruning (``labkit.prune.AGPSchedule``, one global threshold, or each
+   layer to its own rate) and fine-tuning; most weights become exact zeros;
 2. ``share_weights``: per prunable layer, 1-D k-means on the NONZERO weights with k = 2^bits clusters,
-   centroids initialised linearly between their min and max (the paper's choice); each weight becomes
-   its centroid, the pruned zeros stay exactly zero and belong to no cluster;
+   centroids initialised linearly between their min and max (the paper's choice), run to convergence
+   with empty clusters re-seeded; each weight becomes its centroid, the pruned zeros stay exactly zero
+   and belong to no cluster;
 3. ``finetune_centroids``: trained quantization, the centroids learn from the summed gradients of
    their weights (``KeepShared``), the pruned zeros and the sharing stay as they are;
 4. ``save_compressed``: the nonzeros of each layer as a sparse list with *relative* indices (the gap
    to the previous entry in ``index_bits`` bits; a filler zero when a gap is too long), the weights
-   as codes into the layer's codebook, and both codes and gaps Huffman-coded (canonical Huffman, so
-   only the code lengths are stored). Biases, BatchNorm and the shortcut convolutions stay dense
+   as codes into the layer's codebook, and both codes and gaps Huffman-coded (``labkit.huffman``:
+   canonical, so only the code lengths are stored). Biases, BatchNorm and the shortcut convolutions stay dense
    float32. ``load_compressed`` builds the model back, bit for bit.
 
 Everything here is written out by hand because no library ships Deep Compression end to end:
