@@ -1,9 +1,10 @@
-# `make run`: every notebook, quick profile, with grading.  `make test`: the test suite.
+# `make run`: every notebook, quick profile, with grading.  `make test`: the unit tests (minutes);
+# `make test-slow`: the tests that start Jupyter kernels; `make test-grading`: the release/grade harness.
 # Both create the virtual environment on first use.
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-grading full data-full lint bench sandbox
+.PHONY: run test test-slow test-grading full data-full lint bench sandbox
 
 $(BIN)/labkit: pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,9 +16,15 @@ run: $(BIN)/labkit
 	$(BIN)/labkit run --profile quick
 
 test: $(BIN)/labkit sandbox
-	$(BIN)/pytest -m "not harness"
+	$(BIN)/pytest -m "not slow and not harness"
 
-# Release and grade the model-training notebooks' solution, blank, hostile, planted versions (tests/test_student_grading.py).
+# Grading in Jupyter kernels (sandboxed), nbgrader, notebooks 00 and 01 through the release/grade harness.
+test-slow: $(BIN)/labkit sandbox
+	$(BIN)/pytest -m "slow and not harness"
+
+# Release and grade the model-training notebooks' solution, blank, hostile, planted versions
+# (tests/test_student_grading.py, tiny profile) and every lab's solution on CIFAR-10 / MNIST stand-ins
+# (tests/test_standin_grading.py, quick profile).
 test-grading: $(BIN)/labkit sandbox
 	$(BIN)/pytest -m harness
 

@@ -14,6 +14,8 @@ WRONG_SOFT = '''def soft_threshold(W, threshold):
     return np.maximum(W - threshold, 0.0)  # planted bug: forgets the negative side'''
 TAMPER = '''import json, os
 import labkit.grading as g
+
+pytestmark = pytest.mark.slow  # most tests here read one class graded in Jupyter kernels
 # rewrite the kit's reference and the grader, and forge passing answers: none of it may count
 ref = g.kit_references() / "01_sparse_linear.quick.json"
 doc = json.loads(ref.read_text())

@@ -12,6 +12,8 @@ import pytest
 
 from labkit import runner
 
+pytestmark = pytest.mark.slow  # nbgrader runs the notebooks in Jupyter kernels
+
 NBGRADER = Path(sys.executable).parent / "nbgrader"  # a dev dependency: pip install -e '.[dev]'
 
 

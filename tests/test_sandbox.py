@@ -23,6 +23,7 @@ for attempt in (lambda: open({target!r}, "w").write("pwned"),
 '''
 
 
+@pytest.mark.slow
 def test_a_hostile_cell_is_stopped_and_the_rest_is_graded(tmp_path):
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(1)

@@ -97,7 +97,7 @@ def hostile(student, lab: str):
 
 
 @pytest.fixture(scope="module", params=[  # the labs that train models run with `make test-grading`
-    lab if profile == "quick" else pytest.param(lab, marks=pytest.mark.harness)
+    pytest.param(lab, marks=pytest.mark.slow if profile == "quick" else pytest.mark.harness)
     for lab, profile in LABS.items()])
 def graded(request, tmp_path_factory):
     lab, profile = request.param, LABS[request.param]
