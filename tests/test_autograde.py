@@ -8,14 +8,14 @@ import pytest
 
 from labkit import autograde, cells, cli, grading, runner
 
+pytestmark = pytest.mark.slow  # most tests here read one class graded in Jupyter kernels
+
 LAB1 = runner.NOTEBOOKS / "01_sparse_linear.ipynb"
 WRONG_SOFT = '''def soft_threshold(W, threshold):
     W = np.asarray(W, dtype=float)
     return np.maximum(W - threshold, 0.0)  # planted bug: forgets the negative side'''
 TAMPER = '''import json, os
 import labkit.grading as g
-
-pytestmark = pytest.mark.slow  # most tests here read one class graded in Jupyter kernels
 # rewrite the kit's reference and the grader, and forge passing answers: none of it may count
 ref = g.kit_references() / "01_sparse_linear.quick.json"
 doc = json.loads(ref.read_text())
