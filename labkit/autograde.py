@@ -373,9 +373,9 @@ def summary(rows: list[dict]) -> str:
     totals: dict[str, list] = {}
     for r in rows:
         t = totals.setdefault(r["submission"], [0.0, 0.0, 0.0, [], 0.0])
-        ungraded = re.match(rf"{scoring.UNGRADED} \((\S+) points\)", str(r["message"]))
-        if ungraded:
-            t[4] += float(ungraded.group(1))
+        ungraded = scoring.ungraded_points(r["message"])
+        if ungraded is not None:
+            t[4] += ungraded
             continue
         if r["points"] is None:
             t[2] += float(r["max_points"])

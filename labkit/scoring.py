@@ -6,6 +6,8 @@ counts: there the answers were written by the submission, and the references rea
 
 from __future__ import annotations
 
+import re
+
 from labkit import properties
 from labkit.answers import Rule, compare, decode
 
@@ -56,6 +58,13 @@ def function_problems(entry: dict, outputs: list, name: str | None = None) -> li
 
 
 UNGRADED = "ungraded"
+
+
+def ungraded_points(message: str) -> float | None:
+    """The points a row's message says no check could grade (what :func:`score_submission` writes for an
+    ungraded question), else None."""
+    found = re.match(rf"{UNGRADED} \((\S+) points\)", str(message))
+    return float(found.group(1)) if found else None
 
 
 def score_submission(questions: dict, answers: list[dict], recorded: dict | None = None) -> list[dict]:
