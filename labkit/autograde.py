@@ -165,6 +165,7 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
     expected outputs, and rewriting any file changes neither its score nor any other submission's."""
     import nbformat
     from nbclient import NotebookClient
+    from jupyter_core.utils import run_sync
     from nbclient.exceptions import DeadKernelError
     from papermill.iorw import load_notebook_node  # papermill's reader adds the metadata it needs
     from papermill.parameterize import parameterize_notebook
@@ -202,7 +203,7 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
                 notes.append(f"the kernel died ({exc})")
             finally:
                 if km is not None and km.has_kernel:  # nbclient shuts down only kernels it started itself
-                    km.shutdown_kernel(now=True)
+                    run_sync(km.shutdown_kernel)(now=True)
             records, executed = collect.records, client.nb
             if collect.foreign:
                 notes.append(f"answers written outside their check cells were ignored: "

@@ -17,10 +17,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import warnings
 from pathlib import Path
 
-from jupyter_client import KernelManager
+from jupyter_client import AsyncKernelManager
 
 from labkit import HOME
 from labkit.checkpoints import CHECKPOINT_DIR
@@ -71,8 +72,10 @@ def gpu_devices() -> list[str]:
     return sorted(glob.glob("/dev/nvidia*"))
 
 
-class SandboxedKernelManager(KernelManager):
-    """A KernelManager whose kernel runs under :func:`command` and connects over Unix sockets."""
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel runs under :func:`command` and connects over Unix sockets. It is
+    the asynchronous manager nbclient itself uses: with the synchronous one, nbclient never interrupts
+    a cell that runs past its timeout."""
 
     def __init__(self, folder: Path, memory: int = DEFAULT_MEMORY, **kwargs):
         super().__init__(transport="ipc", connection_file=str(Path(folder) / "kernel.json"), **kwargs)
@@ -82,8 +85,20 @@ class SandboxedKernelManager(KernelManager):
     def format_kernel_cmd(self, extra_arguments=None):
         return self._prefix + super().format_kernel_cmd(extra_arguments)
 
+    async def interrupt_kernel(self):
+        """SIGINT to the kernel itself. jupyter_client signals the launched process's group, which
+        holds bwrap too; bwrap dies of SIGINT and takes the kernel with it, so a cell past the timeout
+        would end the whole submission instead of raising KeyboardInterrupt in that cell."""
+        launched = self.provisioner.pid if self.has_kernel else None
+        children = Path(f"/proc/{launched}/task/{launched}/children")
+        kernels = children.read_text().split() if launched and children.exists() else []
+        if not kernels:  # bwrap has not started the kernel yet, or it is gone: nothing to interrupt
+            return
+        os.kill(int(kernels[0]), signal.SIGINT)
 
-def kernel_manager(folder: Path, sandbox: bool = True, memory: int = DEFAULT_MEMORY) -> KernelManager | None:
+
+def kernel_manager(folder: Path, sandbox: bool = True, memory: int = DEFAULT_MEMORY
+                   ) -> SandboxedKernelManager | None:
     """A sandboxed KernelManager for a kernel working in ``folder``; None (nbclient's default kernel) when
     ``sandbox`` is False. Without bubblewrap it warns, loudly, and returns None: grading goes on
     unconfined rather than not at all, and says so."""
