@@ -164,8 +164,8 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
     The kernel sees only a stripped copy of the references (:func:`kernel_copy`), so it cannot read
     expected outputs, and rewriting any file changes neither its score nor any other submission's."""
     import nbformat
-    from nbclient import NotebookClient
     from jupyter_core.utils import run_sync
+    from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
     from papermill.iorw import load_notebook_node  # papermill's reader adds the metadata it needs
     from papermill.parameterize import parameterize_notebook

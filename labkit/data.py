@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit import HOME, REPOSITORY
+from labkit.atomic import atomic_open
 
 MINI_PATH = HOME / "data" / "fashion-mnist-mini.npz"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -228,11 +229,8 @@ def _offline_fashion_mnist(root: Path) -> None:
     for gz in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
         target = raw / gz.name[:-3]
         if not target.exists():
-            raw.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".part")
-            with gzip.open(gz) as src, open(tmp, "wb") as dst:
+            with gzip.open(gz) as src, atomic_open(target) as dst:
                 shutil.copyfileobj(src, dst)
-            os.replace(tmp, target)
 
 
 def _torchvision(name: str, root: Path, download: bool) -> Dataset:
@@ -265,13 +263,11 @@ def _torchvision(name: str, root: Path, download: bool) -> Dataset:
 
 def save_npz(ds: Dataset, path: str | Path) -> None:
     """Write a dataset's uint8 images and labels to a compressed ``.npz`` (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part.npz")
     arrays = {k: getattr(ds, k).numpy() for k in ("train_x", "train_y", "test_x", "test_y")}
     for key in ("train_y", "test_y"):
         arrays[key] = arrays[key].astype(np.uint8)
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_open(path) as f:  # a file object, so numpy adds no ".npz" to the temporary name
+        np.savez_compressed(f, **arrays)
 
 
 def load_npz(path: str | Path, name: str) -> Dataset:
