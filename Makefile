@@ -1,10 +1,11 @@
-# `make run`: every notebook, quick profile, with grading.  `make test`: the unit tests (minutes);
-# `make test-slow`: the tests that start Jupyter kernels; `make test-grading`: the release/grade harness.
+# `make run`: every notebook, quick profile, with grading.  `make test`: every test but the harness: unit
+# tests and the ones that grade notebooks 00/01 in Jupyter kernels (minutes); `make test-unit`: the unit
+# tests alone (under a minute); `make test-grading`: the release/grade harness of the training notebooks.
 # Both create the virtual environment on first use.
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-slow test-grading full data-full lint bench sandbox
+.PHONY: run test test-unit test-grading full data-full lint bench sandbox
 
 $(BIN)/labkit: pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,12 +16,14 @@ $(BIN)/labkit: pyproject.toml
 run: $(BIN)/labkit
 	$(BIN)/labkit run --profile quick
 
+# Grading in Jupyter kernels (sandboxed), nbgrader, notebooks 00 and 01 through the release/grade harness,
+# and the unit tests.
 test: $(BIN)/labkit sandbox
-	$(BIN)/pytest -m "not slow and not harness"
+	$(BIN)/pytest -m "not harness"
 
-# Grading in Jupyter kernels (sandboxed), nbgrader, notebooks 00 and 01 through the release/grade harness.
-test-slow: $(BIN)/labkit sandbox
-	$(BIN)/pytest -m "slow and not harness"
+# The unit tests alone: no Jupyter kernel, no nbgrader (marker ``slow`` excluded).
+test-unit: $(BIN)/labkit sandbox
+	$(BIN)/pytest -m "not slow and not harness"
 
 # Release and grade the model-training notebooks' solution, blank, hostile, planted versions
 # (tests/test_student_grading.py, tiny profile) and every lab's solution on CIFAR-10 / MNIST stand-ins
