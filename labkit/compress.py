@@ -627,7 +627,7 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict]:
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Pipeline:
     """Deep Compression's settings. Pruning: AGP (cubic ramp, masks kept) to ``q_final`` percent with
     ONE global threshold over ``prune_epochs`` epochs, then ``finetune_epochs`` epochs, best epoch
     kept; no augmentation (LeNet-5 is trained without). Trained quantization: ``bits`` (see
@@ -636,7 +636,7 @@ class Recipe:
     ``layer_q`` ({layer: percent}, e.g. the paper's per-layer rates) prunes each layer to its own
     percentage on the same ramp instead of one global threshold.
 
-    The defaults are the quick profile's for the course LeNet-5 (``Recipe.for_profile``). It has 62k
+    The defaults are the quick profile's for the course LeNet-5 (``Pipeline.for_profile``). It has 62k
     parameters, 7x fewer than the paper's, so a 256-entry float32 codebook per conv layer is a large
     fixed cost: at 94% pruned, conv / FC bits 5 / 4 fit the model better than the paper's 8 / 5
     (notebook 06 measures both)."""
@@ -653,7 +653,7 @@ class Recipe:
     layer_q: Mapping[str, float] | None = None
 
     @classmethod
-    def for_profile(cls, profile, **overrides) -> Recipe:
+    def for_profile(cls, profile, **overrides) -> Pipeline:
         """The defaults, with the fine-tuning epochs and batch size of the full ``profile``
         (``labkit.profiles.FULL``); then ``overrides``."""
         if profile.name == "full":
@@ -662,7 +662,7 @@ class Recipe:
         return replace(cls(), **overrides)
 
     @classmethod
-    def for_paper(cls, arch: str, profile, **overrides) -> Recipe:
+    def for_paper(cls, arch: str, profile, **overrides) -> Pipeline:
         """The paper's settings for a network of its Table 1 (``PAPER_TABLE_1``): each layer pruned to
         the paper's rate (92% of the weights in all), 6 bits per weight for LeNet-300-100 and 8 conv /
         5 FC bits for LeNet-5, 5-bit relative indices; the epochs of ``for_profile``, shorter in the
@@ -687,53 +687,54 @@ class Recipe:
                                  augment=False)
 
 
-def prune_globally(model: nn.Module, data, recipe: Recipe, progress: bool = True) -> train.History:
-    """Stage 1: ``recipe``'s iterative pruning of ``model`` in place; it ends in its best state."""
-    per_layer = None if recipe.layer_q is None else functools.partial(_prune_layers, recipe)
-    schedule = prune.AGPSchedule(recipe.q_final, n_steps=recipe.prune_epochs, global_=True,
+def prune_globally(model: nn.Module, data, pipeline: Pipeline, progress: bool = True) -> train.History:
+    """Stage 1: ``pipeline``'s iterative pruning of ``model`` in place; it ends in its best state."""
+    per_layer = None if pipeline.layer_q is None else functools.partial(_prune_layers, pipeline)
+    schedule = prune.AGPSchedule(pipeline.q_final, n_steps=pipeline.prune_epochs, global_=True,
                                  prune_net=per_layer)
-    return train.fit(model, data, recipe.prune_config(), callbacks=[schedule], progress=progress,
+    return train.fit(model, data, pipeline.prune_config(), callbacks=[schedule], progress=progress,
                      desc="prune", restore_best=True)
 
 
-def _prune_layers(recipe: Recipe, net: nn.Module, q: float) -> None:
-    """One step of the ramp to ``recipe.q_final``, at q: each layer to its share of ``recipe.layer_q``."""
+def _prune_layers(pipeline: Pipeline, net: nn.Module, q: float) -> None:
+    """One step of the ramp to ``pipeline.q_final``, at q: each layer to its share of ``pipeline.layer_q``."""
     layers = dict(prunable_layers(net))
-    if set(recipe.layer_q) != set(layers):
-        raise ValueError(f"layer_q has keys {sorted(recipe.layer_q)}: allowed are exactly the prunable "
+    if set(pipeline.layer_q) != set(layers):
+        raise ValueError(f"layer_q has keys {sorted(pipeline.layer_q)}: allowed are exactly the prunable "
                          f"layers {list(layers)}")
     for name, layer in layers.items():
-        prune.prune_by_percentage(layer, recipe.layer_q[name] * q / recipe.q_final)
+        prune.prune_by_percentage(layer, pipeline.layer_q[name] * q / pipeline.q_final)
 
 
-def quantize_and_save(model: nn.Module, data, recipe: Recipe, path: str | Path, *, arch: str,
+def quantize_and_save(model: nn.Module, data, pipeline: Pipeline, path: str | Path, *, arch: str,
                       progress: bool = True, assign=None, index_fn=None
                       ) -> tuple[CompressionReport, dict[str, float]]:
     """Stages 2-4 on a pruned ``model``, in place: ``share_weights`` (k-means assignment step
     ``assign``), ``finetune_centroids``, ``save_compressed`` (position encoder ``index_fn``); None:
     labkit's. Returns the report and the test accuracy after sharing and after training the
     centroids (the model written)."""
-    share_weights(model, recipe.bits, assign)
+    share_weights(model, pipeline.bits, assign)
     accuracy = {"shared": train.evaluate(model, data)[1]}
-    finetune_centroids(model, data, recipe.centroid_config(), progress=progress, desc="centroids")
+    finetune_centroids(model, data, pipeline.centroid_config(), progress=progress, desc="centroids")
     accuracy["trained"] = train.evaluate(model, data)[1]
-    report = save_compressed(model, path, arch=arch, bits=recipe.bits, index_bits=recipe.index_bits,
+    report = save_compressed(model, path, arch=arch, bits=pipeline.bits, index_bits=pipeline.index_bits,
                              meta={"accuracy": accuracy["trained"]}, index_fn=index_fn)
     return report, accuracy
 
 
-def tradeoff(model: nn.Module, data, recipes: Mapping[str, Recipe], path: str | Path, *, arch: str,
+def tradeoff(model: nn.Module, data, pipelines: Mapping[str, Pipeline], path: str | Path, *, arch: str,
              assign=None, index_fn=None) -> dict[str, tuple[float, float]]:
-    """{label: (compression ratio, test accuracy)} of each recipe run on a copy of the dense ``model``;
-    recipes that prune alike share one pruning run. ``path`` is overwritten by each file. ``assign``
+    """{label: (compression ratio, test accuracy)} of each pipeline run on a copy of the dense ``model``;
+    pipelines that prune alike share one pruning run. ``path`` is overwritten by each file. ``assign``
     and ``index_fn`` as in ``quantize_and_save``."""
     pruned, points = {}, {}
-    for label, recipe in recipes.items():
-        key = (recipe.q_final, recipe.prune_epochs, recipe.finetune_epochs, recipe.lr, recipe.batch_size)
+    for label, pipeline in pipelines.items():
+        key = (pipeline.q_final, pipeline.prune_epochs, pipeline.finetune_epochs, pipeline.lr,
+               pipeline.batch_size)
         if key not in pruned:
             pruned[key] = copy.deepcopy(model)
-            prune_globally(pruned[key], data, recipe, progress=False)
-        report, accuracy = quantize_and_save(copy.deepcopy(pruned[key]), data, recipe, path, arch=arch,
+            prune_globally(pruned[key], data, pipeline, progress=False)
+        report, accuracy = quantize_and_save(copy.deepcopy(pruned[key]), data, pipeline, path, arch=arch,
                                              progress=False, assign=assign, index_fn=index_fn)
         points[label] = (report.ratio, accuracy["trained"])
     return points
@@ -764,7 +765,7 @@ def _bits_label(model: nn.Module, bits) -> str:
     return "/".join(",".join(map(str, g)) or "-" for g in groups)
 
 
-def table_1_row(model: nn.Module, data, recipe: Recipe, path: str | Path, *, arch: str, assign=None,
+def table_1_row(model: nn.Module, data, pipeline: Pipeline, path: str | Path, *, arch: str, assign=None,
                 index_fn=None, progress: bool = False) -> dict:
     """Deep Compression of a copy of the dense ``model`` (``prune_globally``, then
     ``quantize_and_save`` to ``path``) as a row of the paper's Table 1: ``network``, ``weights`` (of
@@ -772,26 +773,26 @@ def table_1_row(model: nn.Module, data, recipe: Recipe, path: str | Path, *, arc
     test ``accuracy before`` and ``after``. ``assign`` and ``index_fn`` as in ``quantize_and_save``."""
     compressed = copy.deepcopy(model)
     before = train.evaluate(model, data)[1]
-    prune_globally(compressed, data, recipe, progress=progress)
+    prune_globally(compressed, data, pipeline, progress=progress)
     pruned = prune.sparsity_report(compressed)["total"]
-    report, accuracy = quantize_and_save(compressed, data, recipe, path, arch=arch, progress=progress,
+    report, accuracy = quantize_and_save(compressed, data, pipeline, path, arch=arch, progress=progress,
                                          assign=assign, index_fn=index_fn)
     return {"network": arch, "weights": report.total("weights"), "pruned %": 100 * pruned,
-            "bits": _bits_label(model, recipe.bits), "bytes": report.file_bytes, "ratio": report.ratio,
+            "bits": _bits_label(model, pipeline.bits), "bytes": report.file_bytes, "ratio": report.ratio,
             "accuracy before": before, "accuracy after": accuracy["trained"]}
 
 
 def table_1(data, dataset: str, profile, folder: str | Path, *, assign=None, index_fn=None) -> list[dict]:
     """The paper's Table 1 on ``data`` (test accuracy on its test split): for each of the paper's
     networks, pretrained on ``dataset`` as ``profile`` pretrains (``labkit.profiles.lab_model``), its
-    ``table_1_row`` with ``Recipe.for_paper(arch, profile)`` (the file: ``folder/<arch>.dc``), then the
+    ``table_1_row`` with ``Pipeline.for_paper(arch, profile)`` (the file: ``folder/<arch>.dc``), then the
     paper's row (``paper_row``, MNIST); each row starts with its ``data``. Outside the full profile the
     pipeline trains on at most ``QUICK_TRAIN_IMAGES`` of the training images (a class-balanced subset)."""
     train_data = data if profile.name == "full" else data.at_most(QUICK_TRAIN_IMAGES, None)
     rows = []
     for arch in PAPER_TABLE_1:
         dense, _ = profiles.lab_model(profile, arch, dataset)
-        row = table_1_row(dense, train_data, Recipe.for_paper(arch, profile), Path(folder) / f"{arch}.dc",
+        row = table_1_row(dense, train_data, Pipeline.for_paper(arch, profile), Path(folder) / f"{arch}.dc",
                           arch=arch, assign=assign, index_fn=index_fn)
         rows += [{"data": dataset, **row}, {"data": "mnist (paper)", **paper_row(arch)}]
     return rows

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from labkit import profiles, prune, recipes, train
+from labkit import labs, profiles, prune, train
 from labkit.atomic import atomic_open
 
 
@@ -26,7 +26,7 @@ def main():
 
     profile = profiles.get_profile("full")
     data = profiles.lab_data(profile, "resnet20", args.dataset)
-    config = recipes.finetune_config(profile, lr=0.002, weight_decay=1e-4)  # as notebook 03
+    config = labs.finetune_config(profile, lr=0.002, weight_decay=1e-4)  # as notebook 03
     results, start = {"dataset": data.name, "config": repr(config)}, time.time()
 
     def resnet20(**kwargs):
@@ -42,13 +42,13 @@ def main():
     for symmetric in (False, True):
         record("symmetric" if symmetric else "asymmetric",
                {n: train.evaluate(resnet20(nbits=n, symmetric=symmetric), data)[1] for n in (6, 5, 4, 3, 2)})
-    pruned, _ = recipes.global_pruned_resnet20(profile, args.dataset)
+    pruned, _ = labs.global_pruned_resnet20(profile, args.dataset)
     record("pruned_float", train.evaluate(pruned, data)[1])
     for n in (4, 2):
         history = train.fit(resnet20(nbits=n), data, config, desc=f"{n}-bit fine-tune")
         record(f"c.{n}", {"best": history.best_acc, "last": history.test_acc[-1],
                           "per_epoch": history.test_acc})
-    model, _ = recipes.global_pruned_resnet20(profile, args.dataset, nbits=2)
+    model, _ = labs.global_pruned_resnet20(profile, args.dataset, nbits=2)
     masks, before = prune.masks_from_zeros(model), train.evaluate(model, data)[1]
     history = prune.finetune_after_prune(model, data, config, masks, desc="pruned 2-bit fine-tune")
     model.cpu().load_state_dict(history.best_state)

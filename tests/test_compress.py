@@ -349,9 +349,10 @@ def test_huffman_of_sharing_compares_floats_and_codes():
         C.huffman_of_sharing(before.fc2.weight, C.shared_from_weights(model)["fc1"])
 
 
-def test_tradeoff_runs_each_recipe(tiny_data, tmp_path):
-    recipe = C.Recipe(q_final=80, prune_epochs=1, finetune_epochs=1, centroid_epochs=1, batch_size=50, bits=2)
-    points = C.tradeoff(lenet5(), tiny_data, {"2 bits": recipe, "3 bits": replace(recipe, bits=3)},
+def test_tradeoff_runs_each_pipeline(tiny_data, tmp_path):
+    pipeline = C.Pipeline(q_final=80, prune_epochs=1, finetune_epochs=1, centroid_epochs=1, batch_size=50,
+                          bits=2)
+    points = C.tradeoff(lenet5(), tiny_data, {"2 bits": pipeline, "3 bits": replace(pipeline, bits=3)},
                         tmp_path / "m.dc", arch="lenet5")
     assert list(points) == ["2 bits", "3 bits"]
     assert points["2 bits"][0] > points["3 bits"][0] > 5
@@ -452,10 +453,11 @@ def test_quantize_and_save_passes_the_building_blocks_on(tiny_data, tmp_path):
         calls["index"] += 1
         return loop_relative_indices(p, b)
 
-    recipe = C.Recipe(q_final=80, prune_epochs=1, finetune_epochs=1, centroid_epochs=1, batch_size=50, bits=2)
+    pipeline = C.Pipeline(q_final=80, prune_epochs=1, finetune_epochs=1, centroid_epochs=1, batch_size=50,
+                          bits=2)
     model = lenet5()
     prune.global_prune_by_percentage(model, 80)
-    report, _ = C.quantize_and_save(model, tiny_data, recipe, tmp_path / "m.dc", arch="lenet5",
+    report, _ = C.quantize_and_save(model, tiny_data, pipeline, tmp_path / "m.dc", arch="lenet5",
                                     progress=False, assign=assign, index_fn=index)
     assert calls["assign"] >= 5 and calls["index"] == 5  # k-means iterations of 5 layers; 5 layers written
     assert same_bits(C.load_compressed(report.path)[0], model)
@@ -464,38 +466,38 @@ def test_quantize_and_save_passes_the_building_blocks_on(tiny_data, tmp_path):
 # --- the paper's Table 1 ---------------------------------------------------------------------------
 
 
-def test_recipe_for_paper_has_the_papers_settings():
+def test_pipeline_for_paper_has_the_papers_settings():
     quick, full = profiles.get_profile("quick"), profiles.get_profile("full")
-    recipe = C.Recipe.for_paper("lenet5-caffe", full)
-    assert (recipe.q_final, recipe.bits, recipe.index_bits) == (92.0, {"conv": 8, "fc": 5}, 5)
-    assert recipe.layer_q == {"conv1": 34.0, "conv2": 88.0, "fc1": 92.0, "fc2": 81.0}
-    assert recipe.finetune_epochs == full.finetune_epochs
-    assert C.Recipe.for_paper("lenet-300-100", quick, centroid_epochs=7).centroid_epochs == 7
+    pipeline = C.Pipeline.for_paper("lenet5-caffe", full)
+    assert (pipeline.q_final, pipeline.bits, pipeline.index_bits) == (92.0, {"conv": 8, "fc": 5}, 5)
+    assert pipeline.layer_q == {"conv1": 34.0, "conv2": 88.0, "fc1": 92.0, "fc2": 81.0}
+    assert pipeline.finetune_epochs == full.finetune_epochs
+    assert C.Pipeline.for_paper("lenet-300-100", quick, centroid_epochs=7).centroid_epochs == 7
     with pytest.raises(ValueError, match="arch='lenet5'"):
-        C.Recipe.for_paper("lenet5", quick)
+        C.Pipeline.for_paper("lenet5", quick)
 
 
 def test_layer_q_prunes_each_layer_to_its_own_rate(tiny_data):
     torch.manual_seed(0)
     model = lenet_300_100()
-    recipe = C.Recipe(q_final=90, prune_epochs=2, finetune_epochs=1, batch_size=50,
+    pipeline = C.Pipeline(q_final=90, prune_epochs=2, finetune_epochs=1, batch_size=50,
                       layer_q={"fc1": 95.0, "fc2": 80.0, "fc3": 50.0})
-    C.prune_globally(model, tiny_data, recipe, progress=False)
+    C.prune_globally(model, tiny_data, pipeline, progress=False)
     sparsity = prune.sparsity_report(model)
     assert sparsity["fc1"] == pytest.approx(0.95, abs=0.002)
     assert sparsity["fc2"] == pytest.approx(0.80, abs=0.002)
     assert sparsity["fc3"] == pytest.approx(0.50, abs=0.01)
     with pytest.raises(ValueError, match="layer_q has keys"):
-        C.prune_globally(model, tiny_data, replace(recipe, layer_q={"fc1": 90.0}), progress=False)
+        C.prune_globally(model, tiny_data, replace(pipeline, layer_q={"fc1": 90.0}), progress=False)
 
 
 def test_table_1_row_compresses_a_copy_and_reports_the_file(tiny_data, tmp_path):
     torch.manual_seed(0)
     model = lenet5_caffe()
     before = copy.deepcopy(model)
-    recipe = C.Recipe.for_paper("lenet5-caffe", profiles.get_profile("tiny"), prune_epochs=1,
+    pipeline = C.Pipeline.for_paper("lenet5-caffe", profiles.get_profile("tiny"), prune_epochs=1,
                                 finetune_epochs=1, centroid_epochs=1, batch_size=50)
-    row = C.table_1_row(model, tiny_data, recipe, tmp_path / "caffe.dc", arch="lenet5-caffe")
+    row = C.table_1_row(model, tiny_data, pipeline, tmp_path / "caffe.dc", arch="lenet5-caffe")
     assert same_bits(model, before)  # the dense model is left as it was
     assert row["bytes"] == (tmp_path / "caffe.dc").stat().st_size
     assert row["ratio"] == pytest.approx(4 * sum(p.numel() for p in model.parameters()) / row["bytes"])

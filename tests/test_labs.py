@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import checkpoints, prune, recipes, train
+from labkit import checkpoints, labs, prune, train
 from labkit.models import lenet5, resnet20
 from labkit.profiles import FULL, QUICK, Profile
 from labkit.quant import QConv2d
@@ -29,20 +29,20 @@ def pruned_fraction(n: int, q: float) -> float:
 
 
 def test_finetune_config_follows_the_profile_and_overrides():
-    quick, full = recipes.finetune_config(QUICK), recipes.finetune_config(FULL)
+    quick, full = labs.finetune_config(QUICK), labs.finetune_config(FULL)
     assert (quick.epochs, quick.batch_size) == (QUICK.finetune_epochs, QUICK.batch_size) == (3, 128)
     assert (full.epochs, full.batch_size) == (20, 256)
     assert (full.lr, full.momentum, full.weight_decay, full.schedule) == (0.01, 0.9, 5e-4, "cosine")
-    custom = recipes.finetune_config(QUICK, epochs=7, lr=0.05)
+    custom = labs.finetune_config(QUICK, epochs=7, lr=0.05)
     assert (custom.epochs, custom.lr, custom.batch_size) == (7, 0.05, 128)
     with pytest.raises(TypeError):
-        recipes.finetune_config(QUICK, epoch=7)
+        labs.finetune_config(QUICK, epoch=7)
 
 
 def test_artifact_path_layout(monkeypatch, tmp_path):
-    assert recipes.ARTIFACTS == checkpoints.CHECKPOINT_DIR.parent / "runs" / "artifacts"  # git-ignored runs/
-    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
-    path = recipes.artifact_path("resnet20-global70", QUICK, MINI)
+    assert labs.ARTIFACTS == checkpoints.CHECKPOINT_DIR.parent / "runs" / "artifacts"  # git-ignored runs/
+    monkeypatch.setattr(labs, "ARTIFACTS", tmp_path)
+    path = labs.artifact_path("resnet20-global70", QUICK, MINI)
     assert path == tmp_path / "quick" / MINI / "resnet20-global70.pt"
 
 
@@ -50,22 +50,22 @@ def test_artifact_path_layout(monkeypatch, tmp_path):
 
 
 def test_prune_schedule_linear_and_agp():
-    linear = recipes.prune_schedule(TINY)
+    linear = labs.prune_schedule(TINY)
     assert linear.targets == {0: 35.0, 1: 70.0}
     assert [linear.sparsity_at(e) for e in range(4)] == [35.0, 70.0, 70.0, 70.0]
-    agp = recipes.prune_schedule(TINY, q_final=80, schedule="agp")
+    agp = labs.prune_schedule(TINY, q_final=80, schedule="agp")
     assert agp.targets == {0: 70.0, 1: 80.0}  # 80 * (1 - (1 - 1/2)**3), then 80
-    assert len(recipes.prune_schedule(FULL).targets) == 10
+    assert len(labs.prune_schedule(FULL).targets) == 10
     assert prune.AGPSchedule(50, start_epoch=2, n_steps=1).sparsity_at(1) == 0.0  # before the first step
     with pytest.raises(ValueError, match="schedule='cubic'"):
-        recipes.prune_schedule(TINY, schedule="cubic")
+        labs.prune_schedule(TINY, schedule="cubic")
 
 
-@pytest.mark.parametrize("schedule", recipes.SCHEDULES)
+@pytest.mark.parametrize("schedule", labs.SCHEDULES)
 def test_iterative_prune_reaches_the_final_sparsity_and_keeps_it(tiny_data, schedule):
     torch.manual_seed(0)
     model = lenet5()
-    history = recipes.iterative_prune(model, tiny_data, TINY, schedule=schedule, progress=False)
+    history = labs.iterative_prune(model, tiny_data, TINY, schedule=schedule, progress=False)
     assert len(history.test_acc) == 2 * TINY.prune_epochs
     assert history.best_epoch >= TINY.prune_epochs  # the best state counts only after the final step
     report = prune.sparsity_report(model)
@@ -77,7 +77,7 @@ def test_iterative_prune_reaches_the_final_sparsity_and_keeps_it(tiny_data, sche
 def test_global_iterative_prune_uses_one_threshold(tiny_data):
     torch.manual_seed(0)
     model = lenet5()
-    recipes.iterative_prune(model, tiny_data, TINY, global_=True, progress=False)
+    labs.iterative_prune(model, tiny_data, TINY, global_=True, progress=False)
     report = prune.sparsity_report(model)
     n = sum(layer.weight.numel() for _, layer in prune.prunable_layers(model))
     assert report["total"] == pruned_fraction(n, 70.0)
@@ -103,17 +103,17 @@ def test_iterative_prune_with_the_handouts_functions_makes_labkits_run(tiny_data
     torch.manual_seed(0)
     reference = lenet5()
     model = copy.deepcopy(reference)
-    recipes.iterative_prune(reference, tiny_data, TINY, progress=False)
-    schedule = recipes.prune_schedule(TINY, prune_layer=handout_prune, make_masks=handout_masks,
+    labs.iterative_prune(reference, tiny_data, TINY, progress=False)
+    schedule = labs.prune_schedule(TINY, prune_layer=handout_prune, make_masks=handout_masks,
                                       keep_masks=handout_keep)
-    recipes.iterative_prune(model, tiny_data, TINY, schedule=schedule, progress=False)
+    labs.iterative_prune(model, tiny_data, TINY, schedule=schedule, progress=False)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in reference.state_dict().items())
     assert [(step["epoch"], step["q"], step["by_magnitude"]) for step in schedule.steps] == [
         (0, 35.0, True), (1, 70.0, True)]
     with pytest.raises(TypeError, match="prune_layer: with a ready schedule"):
-        recipes.iterative_prune(model, tiny_data, TINY, schedule=schedule, prune_layer=handout_prune)
+        labs.iterative_prune(model, tiny_data, TINY, schedule=schedule, prune_layer=handout_prune)
     with pytest.raises(TypeError, match="schedule=3"):
-        recipes.iterative_prune(model, tiny_data, TINY, schedule=3)
+        labs.iterative_prune(model, tiny_data, TINY, schedule=3)
 
 
 def test_iterative_prune_runs_a_wrong_function_as_it_is(tiny_data):
@@ -123,8 +123,8 @@ def test_iterative_prune_runs_a_wrong_function_as_it_is(tiny_data):
 
     torch.manual_seed(0)
     model = lenet5()
-    schedule = recipes.prune_schedule(TINY, global_=True, prune_net=per_layer)
-    recipes.iterative_prune(model, tiny_data, TINY, schedule=schedule, progress=False)
+    schedule = labs.prune_schedule(TINY, global_=True, prune_net=per_layer)
+    labs.iterative_prune(model, tiny_data, TINY, schedule=schedule, progress=False)
     assert not any(step["by_magnitude"] for step in schedule.steps)  # not one threshold over all layers
     report = prune.sparsity_report(model)
     assert max(report.values()) - min(report.values()) < 0.01  # the same 70% everywhere
@@ -134,35 +134,35 @@ def test_iterative_prune_runs_a_wrong_function_as_it_is(tiny_data):
 
 
 def save_artifact(model: nn.Module, profile: Profile) -> None:
-    checkpoints.save_checkpoint(model, recipes.artifact_path("resnet20-global70", profile, MINI),
+    checkpoints.save_checkpoint(model, labs.artifact_path("resnet20-global70", profile, MINI),
                                 arch="resnet20", dataset=MINI, accuracy=0.5)
 
 
 def test_global_pruned_resnet20_loads_an_existing_artifact_without_retraining(monkeypatch, tmp_path):
-    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
+    monkeypatch.setattr(labs, "ARTIFACTS", tmp_path)
     model = resnet20(in_channels=1)
     prune.global_prune_by_percentage(model, 70)
     save_artifact(model, QUICK)
-    monkeypatch.setattr(recipes, "make_global_pruned_resnet20", must_not_run)
-    loaded, meta = recipes.global_pruned_resnet20(QUICK)
+    monkeypatch.setattr(labs, "make_global_pruned_resnet20", must_not_run)
+    loaded, meta = labs.global_pruned_resnet20(QUICK)
     assert meta["accuracy"] == 0.5
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
-    quantized, _ = recipes.global_pruned_resnet20(QUICK, nbits=2)
+    quantized, _ = labs.global_pruned_resnet20(QUICK, nbits=2)
     assert isinstance(quantized.body_op[0].conv1, QConv2d)
     assert torch.equal(quantized.body_op[0].conv1.weight, model.body_op[0].conv1.weight)
 
 
 def test_global_pruned_resnet20_makes_a_missing_artifact_once(monkeypatch, tmp_path, tiny_data):
-    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
-    monkeypatch.setattr(recipes, "lab_data", lambda *args: tiny_data)
+    monkeypatch.setattr(labs, "ARTIFACTS", tmp_path)
+    monkeypatch.setattr(labs, "lab_data", lambda *args: tiny_data)
     profile = Profile("tiny", 1, 1, 100, {"resnet20": MINI})
-    model, meta = recipes.global_pruned_resnet20(profile)
+    model, meta = labs.global_pruned_resnet20(profile)
     assert (tmp_path / "tiny" / MINI / "resnet20-global70.pt").is_file()
     assert meta["recipe"] == {"global_iterative_prune": 70.0, "profile": "tiny"}
     n = sum(layer.weight.numel() for _, layer in prune.prunable_layers(model))
     assert prune.sparsity_report(model)["total"] == pruned_fraction(n, 70.0)
-    monkeypatch.setattr(recipes, "iterative_prune", must_not_run)
-    again, _ = recipes.global_pruned_resnet20(profile)
+    monkeypatch.setattr(labs, "iterative_prune", must_not_run)
+    again, _ = labs.global_pruned_resnet20(profile)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
 
 
@@ -175,12 +175,12 @@ def test_layer_sensitivity_runs_on_the_profile_scan_fraction_of_the_test_images(
     train.fit(model, tiny_data, train.TrainConfig(epochs=2, lr=0.05, augment=False), progress=False)
     assert len(tiny_data.test_y) == 50
     fifth = Profile("q", 1, 1, 50, scan_fraction=0.2)  # 10 of the 50 test images
-    dense_acc, results = recipes.layer_sensitivity(model, tiny_data, fifth, sparsities=(50, 100))
+    dense_acc, results = labs.layer_sensitivity(model, tiny_data, fifth, sparsities=(50, 100))
     assert dense_acc == train.evaluate(model, tiny_data.subset(None, 10))[1]
     assert list(results) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     assert all(len(accs) == 2 for accs in results.values())
     assert {round(10 * acc, 6) % 1 for accs in results.values() for acc in accs} == {0.0}  # k / 10 images
-    dense_acc, _ = recipes.layer_sensitivity(model, tiny_data, TINY, sparsities=(50,))
+    dense_acc, _ = labs.layer_sensitivity(model, tiny_data, TINY, sparsities=(50,))
     assert dense_acc == train.evaluate(model, tiny_data)[1]  # no test subset: all 50 images
 
 
@@ -193,16 +193,16 @@ def test_layer_sensitivity_prunes_with_the_given_function(tiny_data):
         seen.append(q)
         handout_prune(layer, q)
 
-    _, mine = recipes.layer_sensitivity(model, tiny_data, TINY, sparsities=(50, 90), prune_layer=prune_layer)
+    _, mine = labs.layer_sensitivity(model, tiny_data, TINY, sparsities=(50, 90), prune_layer=prune_layer)
     assert seen == [50, 90] * 5
-    assert mine == recipes.layer_sensitivity(model, tiny_data, TINY, sparsities=(50, 90))[1]
+    assert mine == labs.layer_sensitivity(model, tiny_data, TINY, sparsities=(50, 90))[1]
 
 
 def test_comparison_rows(tiny_data):
     torch.manual_seed(0)
     dense, pruned = lenet5(), lenet5()
     prune.global_prune_by_percentage(pruned, 50)
-    rows = recipes.comparison_rows({"dense": dense, "pruned": pruned}, tiny_data)
+    rows = labs.comparison_rows({"dense": dense, "pruned": pruned}, tiny_data)
     assert [r["model"] for r in rows] == ["dense", "pruned"]
     assert (rows[0]["sparsity"], rows[1]["sparsity"]) == (0.0, pytest.approx(0.5, abs=1e-4))
     assert (rows[1]["test loss"], rows[1]["test accuracy"]) == train.evaluate(pruned, tiny_data)
