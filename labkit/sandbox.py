@@ -45,10 +45,12 @@ def command(folder: Path, memory: int = DEFAULT_MEMORY) -> list[str]:
         raise ValueError(f"memory={memory!r}: allowed is a whole number of bytes >= 256 MiB")
     folder = Path(folder).resolve()
     binds = []
-    for inside in (HOME / "runs", CHECKPOINT_DIR / "cache"):
+    # (folder the notebooks write, whether its files come in): models pretrained before (e.g. on
+    # CIFAR-10) are reused; runs/ starts empty
+    for inside, copied in ((HOME / "runs", False), (CHECKPOINT_DIR / "cache", True)):
         outside = folder / "writable" / inside.relative_to(HOME)
         inside.mkdir(parents=True, exist_ok=True)  # a mount point must exist
-        if inside == CHECKPOINT_DIR / "cache":  # models pretrained before (e.g. on CIFAR-10) are reused
+        if copied:
             shutil.copytree(inside, outside, dirs_exist_ok=True)
         outside.mkdir(parents=True, exist_ok=True)
         binds += ["--bind", str(outside), str(inside)]

@@ -50,9 +50,9 @@ def main():
                           "per_epoch": history.test_acc})
     model, _ = labs.global_pruned_resnet20(profile, args.dataset, nbits=2)
     masks, before = prune.masks_from_zeros(model), train.evaluate(model, data)[1]
-    history = prune.finetune_after_prune(model, data, config, masks, desc="pruned 2-bit fine-tune")
-    model.cpu().load_state_dict(history.best_state)
-    kept = all(torch.equal(masks[k], m) for k, m in prune.masks_from_zeros(model).items())
+    history = prune.finetune_after_prune(model, data, config, masks, desc="pruned 2-bit fine-tune",
+                                         restore_best=True)
+    kept = all(torch.equal(masks[k].cpu(), m.cpu()) for k, m in prune.masks_from_zeros(model).items())
     record("d.2", {"before": before, "best": history.best_acc, "last": history.test_acc[-1],
                    "per_epoch": history.test_acc, "zeros_kept": kept,
                    "sparsity": prune.sparsity_report(model)["total"]})
