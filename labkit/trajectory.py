@@ -1,4 +1,4 @@
-"""What a run measured, as rows for a printed table (:func:`labkit.grading.format_table`): the numbers the
+"""What a Lab 1 run did, as rows for a printed table (:func:`labkit.grading.format_table`): the numbers the
 handout's written questions are about, printed by the run so that the notebook's prose need not quote
 them (prose says what to look for; the table says what this run found).
 
