@@ -44,4 +44,5 @@ def test_the_solution_on_a_data_set_without_references_is_graded_by_its_properti
     graded = sum(r["max_points"] for r in auto)
     assert graded >= 0.8 * total, (dataset, graded, total)
     header, *_, line = autograde.summary(rows).splitlines()
-    assert float(line.split()[header.split().index("ungraded")]) == total - graded
+    column = header.index("ungraded")  # columns are left-aligned; "manual pending" holds a space
+    assert float(line[column:].split()[0]) == total - graded
