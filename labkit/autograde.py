@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import re
+import sys
 import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from labkit import cells, grading, scoring
+from labkit import cells, grading, scoring, student_code
+from labkit import sandbox as sandbox_mod
 from labkit.atomic import atomic_open
 from labkit.runner import resolve_notebook
 from labkit.sandbox import DEFAULT_MEMORY, kernel_manager
@@ -154,21 +156,17 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
               memory: int = DEFAULT_MEMORY, feedback: Path | None = None, dataset: str | None = None
               ) -> list[dict]:
     """Grade one submission run with ``profile`` on ``dataset`` (None: the profile's own): put the
-    instructor's cells back (:func:`labkit.cells.restore`), run it in an isolated kernel in a
-    temporary folder with ``threads`` torch threads, and score its answers here
-    against ``material``: one row per catalog question, and a first row (question ``(notebook)``, 0
-    points) whose message says what was put back or could not be matched. With ``sandbox`` the kernel
-    runs in :mod:`labkit.sandbox` (no network, writes only in its folder, ``memory`` bytes at most).
-    Manually graded answer cells get a row each with an empty score (``MANUAL``). With ``feedback`` (a
-    folder) the executed notebook and its score table are written there as HTML (:func:`write_feedback`).
-    The kernel sees only a stripped copy of the references (:func:`kernel_copy`), so it cannot read
-    expected outputs, and rewriting any file changes neither its score nor any other submission's."""
+    instructor's cells back (:func:`labkit.cells.restore`), run the instructor's notebook in a trusted
+    kernel in which every cell the student wrote runs in the student's worker (:mod:`labkit.student_code`),
+    each in its own sandbox (:mod:`labkit.sandbox`: no network, writes only in its folder, ``memory`` bytes
+    at most) with ``threads`` torch threads, and score the answers the trusted kernel's check cells wrote
+    here against ``material``: one row per catalog question, and a first row (question ``(notebook)``,
+    0 points) whose message says what was put back or could not be matched. Manually graded answer cells
+    get a row each with an empty score (``MANUAL``). With ``feedback`` (a folder) the executed notebook
+    (the student's cells shown with their own source) and its score table are written there as HTML
+    (:func:`write_feedback`). The trusted kernel sees only a stripped copy of the references
+    (:func:`kernel_copy`)."""
     import nbformat
-    from jupyter_core.utils import run_sync
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
-    from papermill.iorw import load_notebook_node  # papermill's reader adds the metadata it needs
-    from papermill.parameterize import parameterize_notebook
 
     name = name or str(path)
     threads = threads or threads_per_job(1)
@@ -176,38 +174,12 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
         submission = nbformat.read(path, as_version=4)
     except Exception as exc:  # not JSON, not a notebook: graded as no answers at all
         submission, notes = None, [f"not a readable notebook ({type(exc).__name__}: {str(exc)[:80]})"]
-    if submission is not None:
-        graded, notes = cells.restore(material.notebook, submission)
     records, executed = [], None
     if submission is not None:
+        graded, notes = cells.restore(material.notebook, submission)
         with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
-            answers, refs = Path(tmp) / "answers.jsonl", Path(tmp) / "references"
-            for file_name, doc in material.references.items():
-                grading.write_json_atomic(refs / file_name, kernel_copy(doc))
-            merged = Path(tmp) / "graded.ipynb"
-            nbformat.write(graded, merged)
-            parameters = {"PROFILE": profile, "DATASET": dataset}
-            nb = parameterize_notebook(load_notebook_node(str(merged)), parameters)
-            collect = _AnswerCollector(answers)
-            km = kernel_manager(Path(tmp), sandbox, memory)
-            client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                                    kernel_name="python3", resources={"metadata": {"path": tmp}},
-                                    on_cell_executed=collect)
-            env = {**os.environ, grading.SUBMIT_ENV: str(answers), grading.REFERENCES_ENV: str(refs),
-                   **{v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
-            env.pop(grading.RECORD_ENV, None)
-            env.pop(grading.HIDDEN_SEED_ENV, None)
-            try:
-                client.execute(env=env)
-            except DeadKernelError as exc:  # e.g. os._exit in a cell: grade what was answered before
-                notes.append(f"the kernel died ({exc})")
-            finally:
-                if km is not None and km.has_kernel:  # nbclient shuts down only kernels it started itself
-                    run_sync(km.shutdown_kernel)(now=True)
-            records, executed = collect.records, client.nb
-            if collect.foreign:
-                notes.append(f"answers written outside their check cells were ignored: "
-                             f"{', '.join(sorted(set(collect.foreign)))}")
+            records, executed = _run_trusted(graded, material, Path(tmp), profile, dataset, timeout, threads,
+                                             sandbox, memory, notes)
     scored = scoring.score_submission(material.catalog(), records, material.recorded(profile, dataset))
     rows = [{"submission": name, "question": NOTES, "points": 0, "max_points": 0,
              "message": "; ".join(notes)}]
@@ -218,6 +190,94 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
     if feedback is not None:
         write_feedback(executed if executed is not None else nbformat.v4.new_notebook(), rows, feedback)
     return rows
+
+
+def _run_trusted(graded, material: Material, tmp: Path, profile: str, dataset: str | None, timeout: float,
+                 threads: int, sandbox: bool, memory: int, notes: list[str]):
+    """Run ``graded`` as the trusted notebook in ``tmp``; return the answers its check cells wrote and the
+    executed notebook with the student's sources shown."""
+    import nbformat
+    from jupyter_core.utils import run_sync
+    from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
+    from papermill.iorw import load_notebook_node  # papermill's reader adds the metadata it needs
+    from papermill.parameterize import parameterize_notebook
+
+    kernel_dir, worker_dir, channel_dir = tmp / "kernel", tmp / "worker", tmp / "channel"
+    for folder in (kernel_dir, worker_dir, channel_dir):
+        folder.mkdir(mode=0o755)
+    answers, refs = kernel_dir / "answers.jsonl", kernel_dir / "references"
+    for file_name, doc in material.references.items():
+        grading.write_json_atomic(refs / file_name, kernel_copy(doc))
+    trusted, sources = student_cells_replaced(graded, cells.solution_names(material.notebook))
+    (worker_dir / "cells.json").write_text(json.dumps(sources))
+    merged = kernel_dir / "graded.ipynb"
+    nbformat.write(trusted, merged)
+    nb = parameterize_notebook(load_notebook_node(str(merged)), {"PROFILE": profile, "DATASET": dataset})
+    collect = _AnswerCollector(answers)
+    socket_path = channel_dir / "student.sock"
+    worker = start_worker(worker_dir, socket_path, timeout, threads, sandbox, memory) if sources else None
+    km = kernel_manager(kernel_dir, sandbox, memory, channel_dir)
+    client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+                            kernel_name="python3", resources={"metadata": {"path": str(kernel_dir)}},
+                            on_cell_executed=collect)
+    env = {**os.environ, grading.SUBMIT_ENV: str(answers), grading.REFERENCES_ENV: str(refs),
+           student_code.SOCKET_ENV: str(socket_path), **_thread_env(threads)}
+    env.pop(grading.RECORD_ENV, None)
+    env.pop(grading.HIDDEN_SEED_ENV, None)
+    try:
+        client.execute(env=env)
+    except DeadKernelError as exc:  # e.g. the kernel ran out of memory: grade what was answered before
+        notes.append(f"the kernel died ({exc})")
+    finally:
+        if km is not None and km.has_kernel:  # nbclient shuts down only kernels it started itself
+            run_sync(km.shutdown_kernel)(now=True)
+        if worker is not None:
+            worker.stop()
+    if collect.foreign:
+        notes.append(f"answers written outside their check cells were ignored: "
+                     f"{', '.join(sorted(set(collect.foreign)))}")
+    executed = client.nb
+    for cell in executed.cells:
+        if cells.is_student(cell):
+            cell.source = cell.metadata.pop("labkit_source")
+    return collect.records, executed
+
+
+def student_cells_replaced(graded, names: list[str]) -> tuple[object, list[dict]]:
+    """The trusted notebook: ``graded`` with each student code cell (:func:`labkit.cells.is_student`)
+    replaced by a call that runs it in the worker (its source kept in ``metadata.labkit_source``), and the
+    cells the worker runs: ``[{"id", "source", "names"}]`` in order, ``names`` those the cell may answer
+    with."""
+    trusted, sources = copy.deepcopy(graded), []
+    for cell in trusted.cells:
+        if cells.is_student(cell):
+            cell.metadata["labkit_source"] = cell.source
+            sources.append({"id": cells.grade_id(cell) or f"added-{len(sources)}", "source": cell.source,
+                            "names": names})
+            cell.source = (f"__import__('labkit.student_code').student_code.run_cell({len(sources) - 1}, "
+                           "globals())  # your cell runs in its own process (labkit grade)")
+    return trusted, sources
+
+
+def start_worker(folder: Path, socket_path: Path, timeout: float, threads: int, sandbox: bool,
+                 memory: int) -> sandbox_mod.Confined:
+    """The student's worker (:mod:`labkit.student_worker`) listening on ``socket_path``, sandboxed unless
+    ``sandbox`` is False, with its watchdog; its own output goes nowhere."""
+    prefix = sandbox_mod.worker_command(folder, socket_path.parent, memory) if sandbox else []
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp" if sandbox else str(folder),
+           "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", **_thread_env(threads)}
+    for key in ("LABKIT_DEVICE", "LABKIT_PRECISION", "LANG"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env["LABKIT_DEVICE"] = "cpu"  # the worker never sees a GPU
+    call_seconds = max(1.0, 0.9 * timeout)  # below the cell's time-out, so an honest endless loop is reported
+    return sandbox_mod.Confined([*prefix, sys.executable, "-m", "labkit.student_worker", str(socket_path),
+                                 str(folder / "cells.json"), f"{call_seconds:g}"], env)
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    return {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 NOTES = "(notebook)"
@@ -317,6 +377,12 @@ def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "qu
     chosen = [(p, n, lab_of(p, lab, instructor)) for p, n in named if in_shard(n, shard)]
     material = {lab_name: load_material(lab_name, instructor) for _, _, lab_name in chosen}
     threads = threads_per_job(jobs)
+    if sandbox and chosen:
+        why = sandbox_mod.available()
+        if why:
+            raise sandbox_mod.SandboxError(f"{why}; or grade without it: --no-sandbox")
+        with tempfile.TemporaryDirectory(prefix="labkit-preflight-") as tmp:
+            sandbox_mod.preflight(Path(tmp), memory)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads, sandbox,
                                memory, feedback, dataset) for p, n, lab_name in chosen]

@@ -38,6 +38,21 @@ def is_solution(cell) -> bool:
     return bool((cell.get("metadata", {}).get("nbgrader") or {}).get("solution"))
 
 
+STUDENT = "labkit_student"  # metadata key :func:`restore` sets on the code cells the student wrote
+
+
+def is_student(cell) -> bool:
+    """Whether :func:`restore` took this code cell from the submission (a solution cell or an added one)."""
+    return cell.get("cell_type") == "code" and cell.get("metadata", {}).get(STUDENT) is True
+
+
+def solution_names(instructor) -> list[str]:
+    """The names the instructor's solution cells define at top level (functions, ``ANSWER_1_1 = ...``):
+    the names a submission's cells answer with."""
+    return sorted(set().union(*[_defined(c.source) for c in instructor.cells
+                                if c.cell_type == "code" and is_solution(c)]))
+
+
 def questions_in(source: str) -> list[str]:
     """The question ids a cell's ``grader.check`` / ``grader.check_function`` calls name, in order."""
     return _QUESTION.findall(source)
@@ -104,7 +119,8 @@ def restore(instructor, submission) -> tuple[object, list[str]]:
     """The notebook to grade: ``instructor``'s code cells in order, each locked one as the instructor wrote
     it, each solution cell as the submission has it (matched by ``grade_id``, else by the functions it
     defines; a missing one runs blank), and the cells the student added after the instructor cell they
-    follow. Return it and notes on what was put back or could not be matched."""
+    follow; the student's code cells (solution and added) carry ``metadata[STUDENT] = True``, no other
+    cell does. Return it and notes on what was put back or could not be matched."""
     known = {grade_id(c) for c in instructor.cells if c.cell_type == "code"} - {None}
     mine, extras, anchor, duplicates = {}, {None: []}, None, []
     for cell in submission.cells:
@@ -122,6 +138,7 @@ def restore(instructor, submission) -> tuple[object, list[str]]:
                      "names they define; cells the student added were not run")
     graded = copy.deepcopy(instructor)
     cells = [] if by_name else list(extras[None])
+    student = {id(c) for c in cells}  # the cells the student wrote: added ones and solution cells
     restored, missing = [], []
     for cell in instructor.cells:
         if cell.cell_type != "code" or grade_id(cell) is None:
@@ -134,6 +151,7 @@ def restore(instructor, submission) -> tuple[object, list[str]]:
                 theirs = copy.deepcopy(cell)
                 theirs.source = blank_solutions(cell.source)[0]
             cells.append(_as_code(theirs, cell))
+            student.add(id(cells[-1]))
         else:
             if not by_name and cid not in mine:
                 restored.append(f"{cid} (deleted)")
@@ -142,11 +160,16 @@ def restore(instructor, submission) -> tuple[object, list[str]]:
             cells.append(copy.deepcopy(cell))
         if not by_name:
             cells += extras.get(cid, [])
+            student |= {id(c) for c in extras.get(cid, [])}
     if restored:
         notes.append("instructor cells put back: " + ", ".join(restored))
     if missing:
         notes.append("solution cells missing, run blank: " + ", ".join(missing))
     graded.cells = [copy.deepcopy(c) for c in cells]
+    for cell, theirs in zip(graded.cells, cells, strict=True):
+        cell.metadata.pop(STUDENT, None)
+        if cell.cell_type == "code" and id(theirs) in student:
+            cell.metadata[STUDENT] = True
     return graded, notes
 
 
