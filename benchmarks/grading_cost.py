@@ -26,6 +26,7 @@ from pathlib import Path
 
 from labkit import autograde, release, runner
 from labkit.atomic import atomic_open
+from labkit.results import totals
 
 LABS = ("00_concepts", "01_sparse_linear", "02_pruning_resnet20", "03_quantization_resnet20",
         "04_lenet5_lsq", "05_lenet5_pruning", "06_deep_compression")
@@ -64,9 +65,8 @@ def main() -> None:
             submission = work / lab / f"solution_{lab}.ipynb"
             shutil.copy(made.instructor / f"{lab}.ipynb", submission)
             seconds, rows = timed_grade([submission], made.instructor, args.profile, jobs=1)
-            auto = [r for r in rows if r["question"] != autograde.NOTES and r["points"] is not None]
             result["seconds_per_submission"][lab] = round(seconds, 1)
-            points, most = sum(r["points"] for r in auto), sum(r["max_points"] for r in auto)
+            points, most = totals(rows)
             result["score"][lab] = f"{points:g}/{most:g}"
             print(f"{lab}: {seconds:.1f} s per submission, solution {result['score'][lab]}", flush=True)
         one_student = sum(result["seconds_per_submission"].values())

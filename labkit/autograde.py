@@ -1,15 +1,17 @@
 """Batch grading of student notebooks (``labkit grade``): isolated runs, time-outs, shards, CSV.
 
 Each submission is first merged into the instructor's notebook: every cell but the solution cells (and
-cells the student added) is the instructor's (:mod:`labkit.cells`). It then runs in its own process and
-kernel, in a temporary folder, with every cell executed even after an error (a crashing cell costs only
-the checks that need it) and each cell interrupted after ``timeout`` seconds (a hanging cell costs only
-itself). Its Grader runs in submission mode (``LABKIT_SUBMIT``): it only writes down answers, including
-its functions' outputs on the instructor's hidden cases. Scoring happens here, against the references
-read before the submission starts, so nothing a submission does to files or to the grader changes its
-score. What grading cannot stop: code in a submission runs in the same kernel as its answers, so it can
-forge the answer lines it writes; it cannot read the hidden cases' expected outputs (its kernel gets a
-copy of the references without expected values), only the public ones that ship with the kit.
+cells the student added) is the instructor's (:mod:`labkit.cells`). That notebook then runs in a trusted
+kernel that runs no student code: each cell the student wrote runs in the student's worker, a process in
+a sandbox of its own, and the trusted kernel calls the student's functions there through a data-only
+channel (:mod:`labkit.student_code`). Every cell is executed even after an error (a crashing cell costs
+only the checks that need it) and interrupted after ``timeout`` seconds (a hanging cell costs only
+itself). The trusted kernel's grader runs in submission mode (``LABKIT_SUBMIT``): its check cells write
+down the values labkit's own loops and evaluations computed from the student's functions, and those
+functions' outputs on the instructor's hidden cases. Scoring happens here, against the references read
+before the submission starts. What a submission's code does to its own process (patching the grader,
+labkit, numpy), to its files or to the answers file changes nothing but what its own functions return;
+its worker cannot read the references, the instructor's or another student's files, or other processes.
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ from pathlib import Path
 from labkit import cells, grading, scoring, student_code
 from labkit import sandbox as sandbox_mod
 from labkit.atomic import atomic_open
+from labkit.results import FIELDS, NOTES, Result, Status, totals
 from labkit.runner import resolve_notebook
 from labkit.sandbox import DEFAULT_MEMORY, kernel_manager
-
-CSV_FIELDS = ("submission", "question", "points", "max_points", "message")
 
 
 def find_submissions(paths: list[str | Path]) -> list[Path]:
@@ -154,18 +155,18 @@ def threads_per_job(jobs: int) -> int:
 def grade_one(path: str | Path, material: Material, profile: str = "quick", timeout: float = 600.0,
               name: str | None = None, threads: int | None = None, sandbox: bool = True,
               memory: int = DEFAULT_MEMORY, feedback: Path | None = None, dataset: str | None = None
-              ) -> list[dict]:
+              ) -> list[Result]:
     """Grade one submission run with ``profile`` on ``dataset`` (None: the profile's own): put the
     instructor's cells back (:func:`labkit.cells.restore`), run the instructor's notebook in a trusted
     kernel in which every cell the student wrote runs in the student's worker (:mod:`labkit.student_code`),
     each in its own sandbox (:mod:`labkit.sandbox`: no network, writes only in its folder, ``memory`` bytes
     at most) with ``threads`` torch threads, and score the answers the trusted kernel's check cells wrote
-    here against ``material``: one row per catalog question, and a first row (question ``(notebook)``,
-    0 points) whose message says what was put back or could not be matched. Manually graded answer cells
-    get a row each with an empty score (``MANUAL``). With ``feedback`` (a folder) the executed notebook
-    (the student's cells shown with their own source) and its score table are written there as HTML
-    (:func:`write_feedback`). The trusted kernel sees only a stripped copy of the references
-    (:func:`kernel_copy`)."""
+    here against ``material``: one :class:`~labkit.results.Result` per catalog question, after a ``notes``
+    one (question ``(notebook)``) whose message says what was put back or could not be matched. Manually
+    graded answer cells get a ``manual`` result each, its points pending. With ``feedback`` (a folder)
+    the executed notebook (the student's cells shown with their own source) and its score table are
+    written there as HTML (:func:`write_feedback`). The trusted kernel sees only a stripped copy of the
+    references (:func:`kernel_copy`)."""
     import nbformat
 
     name = name or str(path)
@@ -181,15 +182,12 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
             records, executed = _run_trusted(graded, material, Path(tmp), profile, dataset, timeout, threads,
                                              sandbox, memory, notes)
     scored = scoring.score_submission(material.catalog(), records, material.recorded(profile, dataset))
-    rows = [{"submission": name, "question": NOTES, "points": 0, "max_points": 0,
-             "message": "; ".join(notes)}]
-    rows += [{"submission": name, "question": r["question"], "points": r["points"],
-              "max_points": r["max_points"], "message": r["message"]} for r in scored]
-    rows += [{"submission": name, "question": q, "points": None, "max_points": p, "message": MANUAL}
-             for q, p in material.manual().items()]
+    results = [Result(NOTES, Status.NOTES, 0, 0, message="; ".join(notes))] + scored
+    results += [Result(q, Status.MANUAL, None, p) for q, p in material.manual().items()]
+    results = [r.with_(submission=name) for r in results]
     if feedback is not None:
-        write_feedback(executed if executed is not None else nbformat.v4.new_notebook(), rows, feedback)
-    return rows
+        write_feedback(executed if executed is not None else nbformat.v4.new_notebook(), results, feedback)
+    return results
 
 
 def _run_trusted(graded, material: Material, tmp: Path, profile: str, dataset: str | None, timeout: float,
@@ -280,37 +278,34 @@ def _thread_env(threads: int) -> dict[str, str]:
     return {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-NOTES = "(notebook)"
-MANUAL = "manually graded: score pending"
-
-
-def write_feedback(executed, rows: list[dict], folder: Path) -> Path:
+def write_feedback(executed, results: list[Result], folder: Path) -> Path:
     """``<folder>/<submission>.html``: the executed notebook, then its score table (nbconvert's HTML)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    table = ["| question | points | max | message |", "|---|---|---|---|"]
-    for r in rows:
-        message = str(r["message"]).replace("|", "\\|").replace("\n", "<br>")
-        points = "" if r["points"] is None else f"{float(r['points']):g}"
-        table.append(f"| {r['question']} | {points} | {float(r['max_points']):g} | {message} |")
-    graded = [r for r in rows if r["points"] is not None]
-    total = (f"**Score: {sum(float(r['points']) for r in graded):g} / "
-             f"{sum(float(r['max_points']) for r in graded):g}** (manually graded answers not included)")
+    table = ["| question | status | points | max | message |", "|---|---|---|---|---|"]
+    for r in results:
+        message = r.message.replace("|", "\\|").replace("\n", "<br>")
+        points = "" if r.points is None else f"{r.points:g}"
+        table.append(f"| {r.question} | {r.status} | {points} | {r.max_points:g} | {message} |")
+    points, most = totals(results)
+    total = f"**Score: {points:g} / {most:g}**"
+    if any(r.pending for r in results):
+        total += " (manually graded answers not scored yet)"
     nb = nbformat.from_dict(copy.deepcopy(dict(executed)))
     nb.cells.append(nbformat.v4.new_markdown_cell("## Grading\n\n" + total + "\n\n" + "\n".join(table)))
     html, _ = HTMLExporter().from_notebook_node(nb)
-    name = rows[0]["submission"] if rows else "submission"
+    name = results[0].submission if results else "submission"
     path = Path(folder) / (re.sub(r"[^A-Za-z0-9_.\-]", "_", name.removesuffix(".ipynb")) + ".html")
     with atomic_open(path, "w") as f:
         f.write(html)
     return path
 
 
-def apply_manual(rows: list[dict], path: str | Path) -> list[dict]:
-    """``rows`` with the manual scores of a CSV (columns submission, question, points, and optionally
-    comment) filled into their ``MANUAL`` rows. ValueError for a submission or question that has no such
-    row, or points outside 0..max_points."""
+def apply_manual(results: list[Result], path: str | Path) -> list[Result]:
+    """``results`` with the manual scores of a CSV (columns submission, question, points, and optionally
+    comment) filled into their ``manual`` results. ValueError for a submission or question that has no
+    manual result, or points outside 0..max_points."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         scores = list(reader)
@@ -318,9 +313,8 @@ def apply_manual(rows: list[dict], path: str | Path) -> list[dict]:
     if not {"submission", "question", "points"} <= columns:
         raise ValueError(f"{path}: allowed is a CSV with columns submission, question, points (and "
                          f"optionally comment), got {sorted(columns)}")
-    index = {(r["submission"], r["question"]): i for i, r in enumerate(rows) if r["message"] == MANUAL
-             or str(r["message"]).startswith("manually graded")}
-    out = [dict(r) for r in rows]
+    index = {(r.submission, r.question): i for i, r in enumerate(results) if r.status is Status.MANUAL}
+    out = list(results)
     for line, s in enumerate(scores, 2):
         key = (s["submission"], s["question"])
         if key not in index:
@@ -330,10 +324,9 @@ def apply_manual(rows: list[dict], path: str | Path) -> list[dict]:
             points = float(s["points"])
         except ValueError:
             raise ValueError(f"{path} line {line}: points={s['points']!r}: allowed is a number") from None
-        if not 0 <= points <= float(row["max_points"]):
-            raise ValueError(f"{path} line {line}: points={points:g}: allowed is 0 to {row['max_points']:g}")
-        comment = (s.get("comment") or "").strip()
-        row["points"], row["message"] = points, "manually graded" + (f": {comment}" if comment else "")
+        if not 0 <= points <= row.max_points:
+            raise ValueError(f"{path} line {line}: points={points:g}: allowed is 0 to {row.max_points:g}")
+        out[index[key]] = row.with_(points=points, message=(s.get("comment") or "").strip())
     return out
 
 
@@ -368,9 +361,9 @@ class _AnswerCollector:
 def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "quick", jobs: int = 1,
           timeout: float = 600.0, shard: tuple[int, int] | None = None, root: Path | None = None,
           instructor: Path | None = None, sandbox: bool = True, memory: int = DEFAULT_MEMORY,
-          feedback: Path | None = None, dataset: str | None = None) -> list[dict]:
+          feedback: Path | None = None, dataset: str | None = None) -> list[Result]:
     """Grade the submissions of this shard (run with ``profile`` on ``dataset``), ``jobs`` at a time, each
-    in its own process with its share of the cores; rows are ordered by submission name, then by the
+    in its own process with its share of the cores; results are ordered by submission name, then by the
     catalog's question order."""
     root = root or Path.cwd()
     named = [(p, _name(p, root)) for p in submissions]
@@ -387,7 +380,7 @@ def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "qu
         futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads, sandbox,
                                memory, feedback, dataset) for p, n, lab_name in chosen]
         results = [f.result() for f in futures]
-    return sorted((row for rows in results for row in rows), key=lambda r: r["submission"])
+    return sorted((r for rs in results for r in rs), key=lambda r: r.submission)
 
 
 def _name(path: Path, root: Path) -> str:
@@ -397,60 +390,54 @@ def _name(path: Path, root: Path) -> str:
         return str(path)
 
 
-def write_csv(rows: list[dict], out: str | Path) -> None:
-    """Write grading rows as CSV (columns ``CSV_FIELDS``) atomically."""
+def write_csv(results: list[Result], out: str | Path) -> None:
+    """Write results as CSV (columns :data:`labkit.results.FIELDS`) atomically."""
     with atomic_open(out, "w") as f:
-        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(r.to_row() for r in results)
 
 
-def read_csv(path: str | Path) -> list[dict]:
-    """The rows of a CSV that ``write_csv`` wrote; ValueError for any other file."""
+def read_csv(path: str | Path) -> list[Result]:
+    """The results of a CSV that ``write_csv`` wrote; ValueError for any other file."""
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             rows = list(reader)
             columns = reader.fieldnames
-        if tuple(columns or ()) != CSV_FIELDS:
+        if tuple(columns or ()) != FIELDS:
             raise ValueError(f"columns {columns}")
-        return [{**r, "points": None if r["points"] == "" else float(r["points"]),
-                 "max_points": float(r["max_points"])} for r in rows]
+        return [Result.from_row(r) for r in rows]
     except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
         raise ValueError(f"{path} is not a labkit grade CSV ({exc}); allowed is a CSV with the columns "
-                         f"{', '.join(CSV_FIELDS)}, as `labkit grade --csv` writes it") from None
+                         f"{', '.join(FIELDS)}, as `labkit grade --csv` writes it") from None
 
 
-def merge(paths: list[str | Path]) -> list[dict]:
-    """Combine shard CSVs into the rows an unsharded run gives (a submission in two shards is an error)."""
-    by_submission: dict[str, list[dict]] = {}
+def merge(paths: list[str | Path]) -> list[Result]:
+    """Combine shard CSVs into the results an unsharded run gives (a submission in two shards is an error)."""
+    by_submission: dict[str, list[Result]] = {}
     for path in paths:
-        rows = read_csv(path)
-        for sub in {r["submission"] for r in rows}:
+        results = read_csv(path)
+        for sub in {r.submission for r in results}:
             if sub in by_submission:
                 raise ValueError(f"submission {sub!r} appears in more than one shard CSV ({path})")
-        for r in rows:
-            by_submission.setdefault(r["submission"], []).append(r)
+        for r in results:
+            by_submission.setdefault(r.submission, []).append(r)
     return [r for sub in sorted(by_submission) for r in by_submission[sub]]
 
 
-def summary(rows: list[dict]) -> str:
+def summary(results: list[Result]) -> str:
     """One line per submission: points, maximum, manual points still pending, points no check could grade
-    (no reference for the run's profile / data set and no property) and the failed questions."""
-    totals: dict[str, list] = {}
-    for r in rows:
-        t = totals.setdefault(r["submission"], [0.0, 0.0, 0.0, [], 0.0])
-        ungraded = scoring.ungraded_points(r["message"])
-        if ungraded is not None:
-            t[4] += ungraded
-            continue
-        if r["points"] is None:
-            t[2] += float(r["max_points"])
-            continue
-        t[0] += float(r["points"])
-        t[1] += float(r["max_points"])
-        if r["message"] and float(r["points"]) < float(r["max_points"]):
-            t[3].append(r["question"])
-    table = [{"submission": s, "points": f"{p:g}", "max": f"{m:g}", "manual pending": f"{w:g}",
-              "ungraded": f"{u:g}", "failed": ", ".join(f) or "-"} for s, (p, m, w, f, u) in totals.items()]
+    (no reference for the run's profile / data set and no property) and the questions not passed."""
+    by_submission: dict[str, list[Result]] = {}
+    for r in results:
+        by_submission.setdefault(r.submission, []).append(r)
+    table = []
+    for sub, rs in by_submission.items():
+        points, most = totals(rs)
+        lost = [r.question for r in rs if r.status in (Status.FAILED, Status.NOT_RUN)]
+        table.append({"submission": sub, "points": f"{points:g}", "max": f"{most:g}",
+                      "manual pending": f"{sum(r.max_points for r in rs if r.pending):g}",
+                      "ungraded": f"{sum(r.max_points for r in rs if r.status is Status.UNGRADED):g}",
+                      "failed": ", ".join(lost) or "-"})
     return grading.format_table(table)

@@ -37,17 +37,12 @@ def find_notebooks(names: list[str]) -> list[Path]:
     return [resolve_notebook(name) for name in names] or lab_notebooks()
 
 
-def _score(results: Path) -> tuple[float, float, list[str]]:
-    points = max_points = 0.0
-    failed = []
-    if results.is_file():
-        for line in results.read_text().splitlines():
-            r = json.loads(line)
-            points += r["points"]
-            max_points += r["max_points"]
-            if r["passed"] is False:
-                failed.append(r["question"])
-    return points, max_points, failed
+def _score(path: Path) -> tuple[float, float, list[str]]:
+    from labkit.results import Result, Status, totals
+
+    lines = path.read_text().splitlines() if path.is_file() else []
+    results = [Result.from_row(json.loads(line)) for line in lines]
+    return (*totals(results), [r.question for r in results if r.status is Status.FAILED])
 
 
 def _policy_env(args, precision: str) -> dict[str, str]:

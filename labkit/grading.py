@@ -2,18 +2,20 @@
 
 ``labkit/references/<notebook>.<profile>.json`` holds, per question, its maximum points, the comparison rule
 (``"exact"`` or ``{"atol": a, "rtol": r}``) and the expected value, or for a function check the stored
-inputs and expected outputs. :class:`Grader` compares against that file, always with the file's rule and
-points. Environment variables change what a Grader does:
+inputs and expected outputs. :func:`Grader` returns the grader a run needs, chosen once from the
+environment: a :class:`Recorder`, an :class:`Answerer` or a :class:`Checker`, each with the file's rules and
+points; a question's outcome is a :class:`labkit.results.Result`.
 
-- ``LABKIT_RECORD=<path>``: record mode. Checks compare nothing; they store values, rules and points into a
-  reference file at ``<path>``. :func:`make_references` runs a whole notebook this way. With
+- ``LABKIT_RECORD=<path>``: record mode (:class:`Recorder`). Checks compare nothing; they store values, rules
+  and points into a reference file at ``<path>``. :func:`make_references` runs a whole notebook this way. With
   ``LABKIT_HIDDEN_SEED=<int>`` a function check also records hidden cases drawn with that seed
   (``labkit release`` does so for the instructor's references).
-- ``LABKIT_RESULTS=<path>``: every check also appends one JSON line with its outcome there.
-- ``LABKIT_SUBMIT=<path>``: submission mode (``labkit grade``). Checks compare nothing and raise nothing;
-  they append what the notebook produced (values, and the outputs of checked functions on the stored
-  inputs) as JSON lines. :func:`score_submission` compares those, in the grading process, with
-  references it read before the submission ran, so code in a submission cannot change its own score.
+- ``LABKIT_SUBMIT=<path>``: submission mode (:class:`Answerer`, ``labkit grade``'s trusted kernel). Checks
+  compare nothing and raise nothing; they append what the notebook produced (values, and the outputs of
+  checked functions on the stored and hidden inputs) as JSON lines, which
+  :func:`labkit.scoring.score_submission` scores in the grading process.
+- otherwise (:class:`Checker`) a check is judged at once; with ``LABKIT_RESULTS=<path>`` each one also
+  appends its result there as a JSON line.
 - ``LABKIT_REFERENCES=<folder>``: read references there instead of the kit's ``labkit/references``.
 
 Values are stored and compared as :mod:`labkit.answers` says; :mod:`labkit.scoring` judges them (the
@@ -37,7 +39,8 @@ from labkit import HOME, properties
 from labkit.answers import Rule, compare, decode, describe, encode, encode_answer
 from labkit.atomic import atomic_open
 from labkit.checks import check_number
-from labkit.scoring import failure_text, function_problems, value_basis, value_problems
+from labkit.results import Result, Status, table, totals
+from labkit.scoring import function_problems, judged, value_basis, value_problems
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
 REFERENCES_ENV = "LABKIT_REFERENCES"
@@ -59,37 +62,93 @@ class ReferenceConflictError(RuntimeError):
     """Newly recorded references differ from the existing reference file."""
 
 
-# ---- the grader --------------------------------------------------------------------------------------
+# ---- the grader: recording references, answering in a submission, checking now ---------------------
 
-class Grader:
-    """Checks one notebook's results. The quick reference file ``<notebook>.quick.json`` is the catalog:
-    every question's kind, points, rule, property and stored function cases. A value is compared with the
-    reference recorded for the run's profile / data set (``<notebook>.<profile>[.<dataset>].json``) where
-    one exists; else with the catalog's if the question is data-independent; else judged by its property
-    (:mod:`labkit.properties`) on this run's own answers; a question with none of these is ungraded."""
+def Grader(notebook: str, profile: str = "quick", dataset: str | None = None, *,  # the notebooks' name
+           references_dir: str | Path | None = None) -> Recorder | Answerer | Checker:
+    """The grader of one notebook's run, chosen once from the environment (see the module docstring): a
+    :class:`Recorder` under ``LABKIT_RECORD``, an :class:`Answerer` under ``LABKIT_SUBMIT``, else a
+    :class:`Checker`. All three take the same ``check`` / ``check_function`` calls and ``summary()``."""
+    notebook, profile = _check_name("notebook", notebook), _check_name("profile", profile)
+    dataset = None if dataset is None else _check_name("dataset", dataset)
+    if os.environ.get(RECORD_ENV):
+        return Recorder(notebook, profile, dataset, os.environ[RECORD_ENV], os.environ.get(HIDDEN_SEED_ENV))
+    refs = Path(references_dir or kit_references())
+    if os.environ.get(SUBMIT_ENV):
+        return Answerer(notebook, profile, dataset, refs, os.environ[SUBMIT_ENV])
+    return Checker(notebook, profile, dataset, refs, os.environ.get(RESULTS_ENV) or None)
 
-    def __init__(self, notebook: str, profile: str = "quick", dataset: str | None = None, *,
-                 references_dir: str | Path | None = None):
-        self.notebook, self.profile = _check_name("notebook", notebook), _check_name("profile", profile)
-        self.dataset = None if dataset is None else _check_name("dataset", dataset)
-        refs = Path(references_dir or kit_references())
+
+class Recorder:
+    """Record mode: checks compare nothing; they store values, rules and points (and, with a hidden seed,
+    the function checks' hidden cases) into a reference file at ``path``."""
+
+    def __init__(self, notebook: str, profile: str, dataset: str | None, path: str, hidden_seed: str | None):
+        self.notebook, self.profile, self.dataset = notebook, profile, dataset
+        self.path, self.hidden_seed = path, hidden_seed
+        self._questions: dict[str, dict] = {}
+
+    def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
+              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False) -> None:
+        """Record ``value`` as question ``question_id``'s reference, with its rule (``atol``/``rtol``),
+        ``points``, property (``expect``, from :mod:`labkit.properties`) and ``data_independent`` flag."""
+        entry = {"kind": "value", "points": _check_points(points), "rule": Rule(atol, rtol).to_json(),
+                 "expected": encode(value)}
+        if expect is not None:
+            entry["expect"] = properties.validate(expect)
+        if data_independent:
+            entry["data_independent"] = True
+        self._record(question_id, entry)
+
+    def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
+                       atol: float | None = None, rtol: float | None = None,
+                       hidden: Callable | None = None) -> None:
+        """Record ``fn``'s outputs on ``inputs`` (cases: tuples of positional arguments or dicts of keyword
+        arguments), and with a hidden seed on ``hidden(rng)``'s cases (default: :func:`hidden_cases`)."""
+        _check_function(fn)
+        if not inputs or not isinstance(inputs, (list, tuple)):
+            raise ValueError(f"inputs={inputs!r}: allowed is a non-empty list of cases when recording")
+        entry = {"kind": "function", "function": getattr(fn, "__name__", repr(fn)),
+                 "points": _check_points(points), "rule": Rule(atol, rtol).to_json(),
+                 "cases": _record_cases(fn, inputs)}
+        if self.hidden_seed is not None:
+            rng = np.random.default_rng([int(self.hidden_seed), zlib.crc32(question_id.encode())])
+            made = hidden(rng) if hidden is not None else hidden_cases(inputs, rng)
+            entry["hidden_cases"] = _record_cases(fn, made)
+        self._record(question_id, entry)
+
+    def summary(self) -> list[Result]:
+        """Print and return what was recorded (every question passed, by definition)."""
+        results = [Result(q, Status.PASSED, e["points"], e["points"], "recorded")
+                   for q, e in self._questions.items()]
+        print(format_table(table(results)))
+        return results
+
+    def _record(self, question_id: str, entry: dict) -> None:
+        _check_name("question_id", question_id, pattern=r"[^\s]+")
+        if question_id in self._questions:
+            raise ValueError(f"question {question_id!r} is recorded twice; question ids must be unique")
+        self._questions[question_id] = entry
+        write_json_atomic(self.path, {"notebook": self.notebook, "profile": self.profile,
+                                      "dataset": self.dataset, "questions": self._questions})
+        print(f"recorded {question_id} ({entry['points']:g} points, rule {Rule.from_json(entry['rule'])})")
+
+
+class _Catalog:
+    """The references a run is judged against: the quick reference file ``<notebook>.quick.json`` is the
+    catalog (every question's kind, points, rule, property and stored function cases); the file recorded
+    for the run's profile / data set (``<notebook>.<profile>[.<dataset>].json``) holds its values."""
+
+    def __init__(self, notebook: str, profile: str, dataset: str | None, refs: Path):
+        self.notebook, self.profile, self.dataset = notebook, profile, dataset
         self.reference_path = refs / reference_name(notebook, profile, dataset)
         catalog_path = refs / reference_name(notebook, "quick", None)
-        self.record_path = os.environ.get(RECORD_ENV) or None
-        self.results_path = os.environ.get(RESULTS_ENV) or None
-        self.submit_path = os.environ.get(SUBMIT_ENV) or None
-        self.hidden_seed = os.environ.get(HIDDEN_SEED_ENV) or None
-        self._rows: dict[str, dict] = {}
-        self._answers: dict[str, object] = {}
-        self._recorded: dict | None = None
-        if self.record_path:
-            self._questions: dict[str, dict] = {}
-            return
         if not catalog_path.is_file():
             raise MissingReferenceError(
                 f"no reference file {catalog_path} for notebook {notebook!r}; create it with "
                 f"`labkit references {notebook} --profile quick`")
-        self._questions = json.loads(catalog_path.read_text())["questions"]
+        self._questions: dict[str, dict] = json.loads(catalog_path.read_text())["questions"]
+        self._recorded = None
         if self.reference_path.is_file():
             self._recorded = json.loads(self.reference_path.read_text())["questions"]
         else:
@@ -100,99 +159,6 @@ class Grader:
                   "judged by their properties on this run's own answers (data-independent ones against the "
                   f"quick references); a check with neither is UNGRADED (an instructor records references "
                   f"with `{how}`).")
-
-    @property
-    def ungraded(self) -> bool:
-        """Whether some value checks of this run are ungraded (no reference and no property)."""
-        return any(value_basis(e, self._recorded_entry(q)) is None
-                   for q, e in self._questions.items() if e["kind"] == "value")
-
-    def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
-              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False) -> None:
-        """Judge ``value`` as question ``question_id`` (see the class docstring); raise GradingError with a
-        diff when it fails. ``points``/``atol``/``rtol``/``expect`` (a property from
-        :mod:`labkit.properties`)/``data_independent`` only matter when recording references."""
-        if self.record_path:
-            entry = {"kind": "value", "points": _check_points(points), "rule": Rule(atol, rtol).to_json(),
-                     "expected": encode(value)}
-            if expect is not None:
-                entry["expect"] = properties.validate(expect)
-            if data_independent:
-                entry["data_independent"] = True
-            self._record(question_id, entry)
-            return
-        entry = self._entry(question_id, "value")
-        got = encode_answer(value)
-        self._answers[question_id] = got
-        if self.submit_path:
-            self._submit(question_id, "value", got)
-            return
-        recorded = self._recorded_entry(question_id)
-        basis = value_basis(entry, recorded)
-        if basis is None:
-            self._rows[question_id] = {"question": question_id, "points": 0, "max": 0, "status": "ungraded"}
-            print(f"ungraded {question_id}: {describe(got)} (no reference for this profile / data set "
-                  "and no property)")
-            return
-        self._score(question_id, entry, value_problems(entry, recorded, got, self._answers), basis)
-
-    def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
-                       atol: float | None = None, rtol: float | None = None,
-                       hidden: Callable | None = None) -> None:
-        """Run ``fn`` on the stored cases of ``question_id`` and compare each output with the stored one.
-        Each case is a tuple of positional arguments or a dict of keyword arguments. ``inputs``, ``points``,
-        ``atol``, ``rtol`` and ``hidden`` only matter when recording (then ``inputs`` is required);
-        ``hidden(rng)`` returns extra cases for the instructor's hidden tests (default: ``inputs`` with every
-        float array redrawn, see :func:`hidden_cases`)."""
-        if not callable(fn):
-            raise TypeError(f"fn={fn!r}: allowed is a function")
-        if self.record_path:
-            if not inputs or not isinstance(inputs, (list, tuple)):
-                raise ValueError(f"inputs={inputs!r}: allowed is a non-empty list of cases when recording")
-            entry = {"kind": "function", "function": getattr(fn, "__name__", repr(fn)),
-                     "points": _check_points(points), "rule": Rule(atol, rtol).to_json(),
-                     "cases": _record_cases(fn, inputs)}
-            if self.hidden_seed is not None:
-                rng = np.random.default_rng([int(self.hidden_seed), zlib.crc32(question_id.encode())])
-                made = hidden(rng) if hidden is not None else hidden_cases(inputs, rng)
-                entry["hidden_cases"] = _record_cases(fn, made)
-            self._record(question_id, entry)
-            return
-        entry = self._entry(question_id, "function")
-        cases = entry["cases"] + (entry.get("hidden_cases", []) if self.submit_path else [])
-        outputs = []
-        for case in cases:
-            args, kwargs = decode(case["args"]), decode(case["kwargs"])
-            try:
-                outputs.append(encode_answer(fn(*args, **kwargs)))
-            except Exception as e:  # a student's function may fail in any way; report it as a failed case
-                outputs.append({"$raised": f"raised {type(e).__name__}: {e}"})
-        if self.submit_path:
-            self._submit(question_id, "function", outputs)
-            return
-        self._score(question_id, entry, function_problems(entry, outputs, getattr(fn, "__name__", None)),
-                    "reference")
-
-    def _recorded_entry(self, question_id: str) -> dict | None:
-        return None if self._recorded is None else self._recorded.get(question_id)
-
-    def summary(self) -> list[dict]:
-        """Print the score table (question, points, max, status, basis) and the total of the graded
-        points, naming the ungraded ones; return the rows."""
-        rows = [self._rows.get(q, {"question": q, "points": 0, "max": e["points"], "status": "not run"})
-                for q, e in self._questions.items()]
-        rows += [r for q, r in self._rows.items() if q not in self._questions]
-        rows = [{**r, "basis": r.get("basis", "")} for r in rows]
-        print(format_table(rows))
-        graded = [r for r in rows if r["status"] != "ungraded"]
-        ungraded = [r for r in rows if r["status"] == "ungraded"]
-        print(f"total: {sum(r['points'] for r in graded):g} / {sum(r['max'] for r in graded):g}")
-        if ungraded:
-            stake = sum(self._questions.get(r["question"], {}).get("points", 0) for r in ungraded)
-            print(f"UNGRADED: {stake:g} more points in {len(ungraded)} checks "
-                  f"({', '.join(r['question'] for r in ungraded)}): no reference for this profile / data set "
-                  "and no property to judge them by")
-        return rows
 
     def _entry(self, question_id: str, kind: str) -> dict:
         if question_id not in self._questions:
@@ -206,38 +172,133 @@ class Grader:
                              f"use grader.{method}")
         return entry
 
-    def _record(self, question_id: str, entry: dict) -> None:
-        _check_name("question_id", question_id, pattern=r"[^\s]+")
-        if question_id in self._questions:
-            raise ValueError(f"question {question_id!r} is recorded twice; question ids must be unique")
-        self._questions[question_id] = entry
-        self._rows[question_id] = {"question": question_id, "points": entry["points"], "max": entry["points"],
-                                   "status": "recorded"}
-        write_json_atomic(self.record_path, {"notebook": self.notebook, "profile": self.profile,
-                                             "dataset": self.dataset, "questions": self._questions})
-        print(f"recorded {question_id} ({entry['points']:g} points, rule {Rule.from_json(entry['rule'])})")
+    def _recorded_entry(self, question_id: str) -> dict | None:
+        return None if self._recorded is None else self._recorded.get(question_id)
 
-    def _submit(self, question_id: str, kind: str, answer) -> None:
-        with open(self.submit_path, "a") as f:
+    def _outputs(self, fn: Callable, cases: list[dict]) -> list:
+        _check_function(fn)
+        outputs = []
+        for case in cases:
+            args, kwargs = decode(case["args"]), decode(case["kwargs"])
+            try:
+                outputs.append(encode_answer(fn(*args, **kwargs)))
+            except Exception as e:  # a student's function may fail in any way; report it as a failed case
+                outputs.append({"$raised": f"raised {type(e).__name__}: {e}"})
+        return outputs
+
+
+class Answerer(_Catalog):
+    """Submission mode (``labkit grade``): checks compare nothing and raise nothing; they append what the
+    notebook produced (values, and the outputs of checked functions on the stored and hidden inputs) as
+    JSON lines to ``path``, which :func:`labkit.scoring.score_submission` scores in the grading process."""
+
+    def __init__(self, notebook: str, profile: str, dataset: str | None, refs: Path, path: str):
+        super().__init__(notebook, profile, dataset, refs)
+        self.path = path
+
+    def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
+              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False) -> None:
+        """Append ``value`` as the answer to ``question_id`` (the options matter only when recording)."""
+        self._entry(question_id, "value")
+        self._answer(question_id, "value", encode_answer(value))
+
+    def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
+                       atol: float | None = None, rtol: float | None = None,
+                       hidden: Callable | None = None) -> None:
+        """Append ``fn``'s outputs on the question's stored and hidden cases (the options matter only when
+        recording)."""
+        entry = self._entry(question_id, "function")
+        cases = entry["cases"] + entry.get("hidden_cases", [])
+        self._answer(question_id, "function", self._outputs(fn, cases))
+
+    def summary(self) -> list[Result]:
+        print("answers submitted: `labkit grade` scores them and writes the score table")
+        return []
+
+    def _answer(self, question_id: str, kind: str, answer) -> None:
+        with open(self.path, "a") as f:
             f.write(json.dumps({"question": question_id, "kind": kind, "answer": answer}) + "\n")
-        self._rows[question_id] = {"question": question_id, "points": 0,
-                                   "max": self._questions[question_id]["points"], "status": "submitted"}
-        print(f"submitted {question_id} (scored by `labkit grade`)")
+        print(f"answered {question_id} (scored by `labkit grade`)")
 
-    def _score(self, question_id: str, entry: dict, problems: list[str], basis: str) -> None:
-        passed, max_points = not problems, entry["points"]
-        message = "" if passed else failure_text(question_id, problems, basis)
-        self._rows[question_id] = {"question": question_id, "points": max_points if passed else 0,
-                                   "max": max_points, "status": "pass" if passed else "FAIL", "basis": basis}
+
+class Checker(_Catalog):
+    """Checks a run now: a value against the reference recorded for the run's profile / data set where
+    one exists, else against the catalog's if the question is data-independent, else by its property
+    (:mod:`labkit.properties`) on this run's own answers; a question with none of these is ungraded. A
+    failed check raises GradingError with a diff. With ``results`` (a path) every check also appends its
+    :class:`~labkit.results.Result` there as a JSON line (``labkit run`` adds them up)."""
+
+    def __init__(self, notebook: str, profile: str, dataset: str | None, refs: Path, results: str | None):
+        super().__init__(notebook, profile, dataset, refs)
+        self.results_path = results
+        self._results: dict[str, Result] = {}
+        self._answers: dict[str, object] = {}
+
+    @property
+    def ungraded(self) -> bool:
+        """Whether some value checks of this run are ungraded (no reference and no property)."""
+        return any(value_basis(e, self._recorded_entry(q)) is None
+                   for q, e in self._questions.items() if e["kind"] == "value")
+
+    def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
+              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False) -> None:
+        """Judge ``value`` as question ``question_id`` (see the class docstring; the options matter only
+        when recording)."""
+        entry = self._entry(question_id, "value")
+        got = encode_answer(value)
+        self._answers[question_id] = got
+        recorded = self._recorded_entry(question_id)
+        basis = value_basis(entry, recorded)
+        if basis is None:
+            self._keep(Result(question_id, Status.UNGRADED, 0, entry["points"],
+                              message="no reference for this profile / data set and no property"))
+            print(f"ungraded {question_id}: {describe(got)} (no reference for this profile / data set "
+                  "and no property)")
+            return
+        self._judge(judged(question_id, entry["points"], value_problems(entry, recorded, got, self._answers),
+                           basis))
+
+    def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
+                       atol: float | None = None, rtol: float | None = None,
+                       hidden: Callable | None = None) -> None:
+        """Run ``fn`` on the stored cases of ``question_id`` and compare each output with the stored one (the
+        options matter only when recording)."""
+        entry = self._entry(question_id, "function")
+        problems = function_problems(entry, self._outputs(fn, entry["cases"]), getattr(fn, "__name__", None))
+        self._judge(judged(question_id, entry["points"], problems, "reference"))
+
+    def summary(self) -> list[Result]:
+        """Print the score table (question, points, max, status, basis) and the total of the counted
+        points, naming the ungraded ones; return the results, one per catalog question."""
+        results = [self._results.get(q, Result(q, Status.NOT_RUN, 0, e["points"]))
+                   for q, e in self._questions.items()]
+        print(format_table(table(results)))
+        points, most = totals(results)
+        print(f"total: {points:g} / {most:g}")
+        ungraded = [r for r in results if r.status is Status.UNGRADED]
+        if ungraded:
+            print(f"UNGRADED: {sum(r.max_points for r in ungraded):g} more points in {len(ungraded)} checks "
+                  f"({', '.join(r.question for r in ungraded)}): no reference for this profile / data set "
+                  "and no property to judge them by")
+        return results
+
+    def _keep(self, result: Result) -> None:
+        self._results[result.question] = result
         if self.results_path:
-            line = {"notebook": self.notebook, "profile": self.profile, "question": question_id,
-                    "points": self._rows[question_id]["points"], "max_points": max_points, "passed": passed,
-                    "message": message}
             with open(self.results_path, "a") as f:
-                f.write(json.dumps(line) + "\n")
-        if not passed:
-            raise GradingError(message)
-        print(f"pass {question_id} ({max_points:g}/{max_points:g} points)")
+                f.write(json.dumps({"notebook": self.notebook, "profile": self.profile,
+                                    **result.to_row()}) + "\n")
+
+    def _judge(self, result: Result) -> None:
+        self._keep(result)
+        if result.status is Status.FAILED:
+            raise GradingError(result.message)
+        print(f"pass {result.question} ({result.points:g}/{result.max_points:g} points)")
+
+
+def _check_function(fn) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn={fn!r}: allowed is a function")
 
 
 def hidden_cases(inputs: list, rng: np.random.Generator) -> list:

@@ -24,6 +24,7 @@ import nbformat
 
 from labkit import autograde, cells, grading
 from labkit.atomic import atomic_open
+from labkit.results import Status, totals
 
 BLANK_SHARE = 0.10  # the most a blank student version may score: only questions that need no student code
 
@@ -139,12 +140,11 @@ def validate(release: Release, profile: str = "quick", timeout: float = 600.0) -
     functions = {q: e.get("function") for q, e in material.catalog().items() if e["kind"] == "function"}
 
     def grade(path):  # automatic points only: written answers wait for the instructor
-        rows = autograde.grade_one(path, material, profile, timeout)[1:]
-        return [r for r in rows if r["points"] is not None]
+        return [r for r in autograde.grade_one(path, material, profile, timeout) if r.counted]
+
+    def lost(results):
+        return [r.question for r in results if r.status in (Status.FAILED, Status.NOT_RUN)]
 
     solution, student = grade(release.instructor / f"{release.lab}.ipynb"), grade(release.student)
     expected = sorted(q for q, f in functions.items() if f in release.blanked)
-    return Validation(release.lab, release.blanked, expected,
-                      [r["question"] for r in solution if r["message"] and r["max_points"]],
-                      [r["question"] for r in student if r["message"] and r["max_points"]],
-                      sum(r["points"] for r in student), sum(r["max_points"] for r in student))
+    return Validation(release.lab, release.blanked, expected, lost(solution), lost(student), *totals(student))

@@ -192,7 +192,9 @@ def kernel_command(folder: Path, channel_dir: Path | None = None,
     args = _base(TMP_SIZE) + _binds(readable, writable)
     gpus = gpu_devices()
     args += [arg for node in gpus for arg in ("--dev-bind", node, node)]
-    args += ["--setenv", "HOME", str(folder), "--chdir", str(folder), "--"]
+    # ipykernel exits when its parent is not the process JPY_PARENT_PID names, and in its own PID namespace
+    # its parent is bwrap's init: pid 1, which ipykernel knows not to watch (--die-with-parent ends it)
+    args += ["--setenv", "HOME", str(folder), "--setenv", "JPY_PARENT_PID", "1", "--chdir", str(folder), "--"]
     # CUDA reserves far more address space than any useful --as limit: GPU kernels go without it.
     return args + _limits(None if gpus else memory, None)
 

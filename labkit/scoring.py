@@ -6,10 +6,9 @@ counts: there the answers were written by the submission, and the references rea
 
 from __future__ import annotations
 
-import re
-
 from labkit import properties
 from labkit.answers import Rule, compare, decode
+from labkit.results import Result, Status
 
 _MAX_PROBLEMS_SHOWN = 5
 
@@ -57,48 +56,43 @@ def function_problems(entry: dict, outputs: list, name: str | None = None) -> li
     return problems
 
 
-UNGRADED = "ungraded"
-
-
-def ungraded_points(message: str) -> float | None:
-    """The points a row's message says no check could grade (what :func:`score_submission` writes for an
-    ungraded question), else None."""
-    found = re.match(rf"{UNGRADED} \((\S+) points\)", str(message))
-    return float(found.group(1)) if found else None
-
-
-def score_submission(questions: dict, answers: list[dict], recorded: dict | None = None) -> list[dict]:
+def score_submission(questions: dict, answers: list[dict], recorded: dict | None = None) -> list[Result]:
     """Score a submission's answers (the JSON lines of submission mode; the last answer to a question
     counts) against the catalog ``questions`` and the ``recorded`` reference questions of the run's profile
-    / data set (None where there is none): one row per catalog question with question, points, max_points,
-    passed, status (pass, FAIL or ungraded) and message. A question without an answer (its cell never ran,
-    or an earlier error or time-out stopped it) scores 0; an ungraded one counts 0 of 0."""
+    / data set (None where there is none): one :class:`~labkit.results.Result` per catalog question. A
+    question without an answer (its cell never ran, or an earlier error or time-out stopped it) is
+    ``not run`` with 0 points; one with neither a reference nor a property is ``ungraded``."""
     latest = {a["question"]: a for a in answers if isinstance(a, dict) and isinstance(a.get("question"), str)}
     given = {q: a.get("answer") for q, a in latest.items()}
-    rows = []
+    results = []
     for q, entry in questions.items():
         answer, basis = latest.get(q), "reference"
         rec = None if recorded is None else recorded.get(q)
         if entry["kind"] == "value":
             basis = value_basis(entry, rec)
         if basis is None:
-            rows.append({"question": q, "points": 0, "max_points": 0, "passed": True, "status": "ungraded",
-                         "message": f"{UNGRADED} ({entry['points']:g} points): no reference for this profile "
-                                    "/ data set and no property"})
+            results.append(Result(q, Status.UNGRADED, 0, entry["points"],
+                                  message="no reference for this profile / data set and no property"))
             continue
         if answer is None:
-            problems = ["no answer: the check did not run (an earlier cell failed or timed out)"]
-        elif answer.get("kind") != entry["kind"]:
+            results.append(Result(q, Status.NOT_RUN, 0, entry["points"], basis,
+                                  "no answer: the check did not run (an earlier cell failed or timed out)"))
+            continue
+        if answer.get("kind") != entry["kind"]:
             problems = [f"answered as a {answer.get('kind')} check; the reference is a {entry['kind']} check"]
         elif entry["kind"] == "value":
             problems = value_problems(entry, rec, answer.get("answer"), given)
         else:
             problems = function_problems(entry, answer.get("answer"))
-        rows.append({"question": q, "points": 0 if problems else entry["points"],
-                     "max_points": entry["points"], "passed": not problems,
-                     "status": "FAIL" if problems else "pass",
-                     "message": failure_text(q, problems, basis) if problems else ""})
-    return rows
+        results.append(judged(q, entry["points"], problems, basis))
+    return results
+
+
+def judged(question: str, points: float, problems: list[str], basis: str) -> Result:
+    """The result of an automatic check with ``problems`` (none: passed)."""
+    if problems:
+        return Result(question, Status.FAILED, 0, points, basis, failure_text(question, problems, basis))
+    return Result(question, Status.PASSED, points, points, basis)
 
 
 def failure_text(question_id: str, problems: list[str], basis: str = "reference") -> str:

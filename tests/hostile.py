@@ -13,7 +13,8 @@ FORGE = '''import glob, json, os, sys
 import labkit, labkit.grading, labkit.scoring, labkit.autograde, labkit.answers
 def _forged(self, question_id, value=None, *args, **kwargs):
     print("forging", question_id)
-labkit.grading.Grader.check = labkit.grading.Grader.check_function = _forged
+for _cls in (labkit.grading.Checker, labkit.grading.Answerer):
+    _cls.check = _cls.check_function = _forged
 labkit.scoring.score_submission = lambda *args, **kwargs: []
 labkit.scoring.value_problems = labkit.scoring.function_problems = lambda *args, **kwargs: []
 labkit.answers.compare = lambda *args, **kwargs: []

@@ -9,6 +9,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from labkit import answers, grading, runner, scoring, sparse
 from labkit.grading import Grader, GradingError, MissingReferenceError, ReferenceConflictError
+from labkit.results import Result, Status
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +32,7 @@ def test_pass_scores_the_points_from_the_reference(tmp_path, monkeypatch, capsys
     g = Grader("nb", references_dir=refs)
     g.check("q1", np.array([1.0, 2.0]) + 1e-10)
     rows = g.summary()
-    assert rows == [{"question": "q1", "points": 2, "max": 2, "status": "pass", "basis": "reference"},
-                    {"question": "q2", "points": 0, "max": 1, "status": "not run", "basis": ""}]
+    assert rows == [Result("q1", Status.PASSED, 2, 2, "reference"), Result("q2", Status.NOT_RUN, 0, 1)]
     assert "total: 2 / 3" in capsys.readouterr().out
 
 
@@ -47,8 +47,9 @@ def test_failure_raises_a_readable_diff(tmp_path, monkeypatch):
     for part in ["'b.W'", "2 of 3 elements differ", "atol=1e-09", "worst at index (1,)",
                  "expected 2.0, got 2.5", "expected [1.0, 2.0, 3.0]", "got      [1.0, 2.5, 3.1]"]:
         assert part in message, (part, message)
-    assert g.summary()[0] == {"question": "b.W", "points": 0, "max": 2, "status": "FAIL",
-                              "basis": "reference"}
+    first = g.summary()[0]
+    assert (first.question, first.status, first.points, first.max_points, first.basis) == (
+        "b.W", Status.FAILED, 0, 2, "reference") and first.message == message
 
 
 @pytest.mark.parametrize("expected, got, words", [
@@ -86,9 +87,10 @@ def test_without_full_references_values_are_ungraded_but_functions_graded(tmp_pa
     g.check_function("abs", abs)
     with pytest.raises(GradingError):
         g.check_function("abs", lambda x: x)  # the data-independent function check still bites
-    rows = {r["question"]: r for r in g.summary()}
-    assert rows["acc"]["status"] == "ungraded" and rows["acc"]["max"] == 0
-    assert [json.loads(line)["passed"] for line in results.read_text().splitlines()] == [True, False]
+    rows = {r.question: r for r in g.summary()}
+    assert rows["acc"].status is Status.UNGRADED and rows["acc"].max_points == 1 and not rows["acc"].counted
+    assert [json.loads(line)["status"] for line in results.read_text().splitlines()] == [
+        "ungraded", "passed", "failed"]
 
 
 def test_missing_question_says_how_to_regenerate(tmp_path, monkeypatch):
@@ -127,7 +129,7 @@ def test_rule_and_points_come_from_the_file_not_the_call(tmp_path, monkeypatch):
     with pytest.raises(GradingError, match="atol=1e-09"):
         g.check("q", 1.1, points=100, atol=1.0)
     g.check("q", 1.0, points=100, rtol=0.5)
-    assert g.summary()[0]["max"] == 2
+    assert g.summary()[0].max_points == 2
 
 
 def test_record_mode_round_trip_keeps_types_dtypes_and_shapes(tmp_path, monkeypatch):
@@ -195,7 +197,7 @@ def test_check_function_passes_a_correct_implementation(function_refs):
 
     g.check_function("e.soft", my_soft)
     g.check_function("c.topk", sparse.project_topk, inputs=[(np.zeros(3), 1)])  # call's inputs are ignored
-    assert [r["status"] for r in g.summary()] == ["pass", "pass"]
+    assert [r.status for r in g.summary()] == [Status.PASSED, Status.PASSED]
 
 
 def test_check_function_names_the_failing_case_of_a_wrong_soft_threshold(function_refs):
@@ -241,9 +243,9 @@ def test_results_lines_are_appended_per_check(tmp_path, monkeypatch):
     with pytest.raises(GradingError):
         g.check("q2", 3.0)
     lines = [json.loads(line) for line in results.read_text().splitlines()]
-    assert lines[0] == {"notebook": "nb", "profile": "quick", "question": "q1", "points": 2, "max_points": 2,
-                        "passed": True, "message": ""}
-    assert lines[1]["passed"] is False and lines[1]["points"] == 0
+    assert lines[0] == {"notebook": "nb", "profile": "quick", "submission": "", "question": "q1",
+                        "status": "passed", "points": 2, "max_points": 2, "basis": "reference", "message": ""}
+    assert lines[1]["status"] == "failed" and lines[1]["points"] == 0
     assert "expected 2.0, got 3.0" in lines[1]["message"]
 
 
@@ -325,10 +327,10 @@ def test_without_a_recorded_reference_properties_decide_and_data_independent_che
     with pytest.raises(GradingError, match="does not match its reference"):
         g.check("verdict", False)
     g.check("free", 1.0)
-    rows = {r["question"]: r for r in g.summary()}
-    assert [rows[q]["status"] for q in ("dense", "pruned", "verdict", "free")] == [
-        "pass", "FAIL", "FAIL", "ungraded"]
-    assert rows["dense"]["basis"] == "property" and rows["verdict"]["basis"] == "reference"
+    rows = {r.question: r for r in g.summary()}
+    assert [rows[q].status.value for q in ("dense", "pruned", "verdict", "free")] == [
+        "passed", "failed", "failed", "ungraded"]
+    assert rows["dense"].basis == "property" and rows["verdict"].basis == "reference"
     assert "UNGRADED: 1 more points in 1 checks (free)" in capsys.readouterr().out
     # where a reference is recorded for the profile, it decides, not the property
     with pytest.raises(GradingError, match="does not match its reference"):
@@ -377,8 +379,9 @@ def test_score_submission_uses_the_recorded_reference_or_the_property(tmp_path, 
     catalog = json.loads((refs / "nb.quick.json").read_text())["questions"]
     answers = [{"question": "dense", "kind": "value", "answer": 0.6},
                {"question": "ft", "kind": "value", "answer": 0.55}]
-    by_property = {r["question"]: r for r in scoring.score_submission(catalog, answers)}
-    assert (by_property["dense"]["passed"], by_property["ft"]["passed"]) == (True, False)
-    assert by_property["free"]["status"] == "ungraded" and by_property["free"]["max_points"] == 0
-    by_reference = {r["question"]: r for r in scoring.score_submission(catalog, answers, recorded=catalog)}
-    assert not by_reference["dense"]["passed"] and by_reference["free"]["max_points"] == 1
+    by_property = {r.question: r for r in scoring.score_submission(catalog, answers)}
+    assert (by_property["dense"].status, by_property["ft"].status) == (Status.PASSED, Status.FAILED)
+    assert by_property["free"].status is Status.UNGRADED and not by_property["free"].counted
+    by_reference = {r.question: r for r in scoring.score_submission(catalog, answers, recorded=catalog)}
+    assert by_reference["dense"].status is Status.FAILED and by_reference["free"].counted
+    assert by_reference["free"].status is Status.NOT_RUN and by_reference["free"].max_points == 1

@@ -5,29 +5,27 @@ import nbformat
 import pytest
 
 from labkit import autograde
+from labkit.results import NOTES, Result, Status
 
 
 def _rows():
-    return [{"submission": "a.ipynb", "question": autograde.NOTES, "points": 0, "max_points": 0,
-             "message": ""},
-            {"submission": "a.ipynb", "question": "c.W", "points": 2, "max_points": 2, "message": ""},
-            {"submission": "a.ipynb", "question": "answer-c", "points": None, "max_points": 3,
-             "message": autograde.MANUAL},
-            {"submission": "b.ipynb", "question": "answer-c", "points": None, "max_points": 3,
-             "message": autograde.MANUAL}]
+    return [Result(NOTES, Status.NOTES, 0, 0, submission="a.ipynb"),
+            Result("c.W", Status.PASSED, 2, 2, "reference", submission="a.ipynb"),
+            Result("answer-c", Status.MANUAL, None, 3, submission="a.ipynb"),
+            Result("answer-c", Status.MANUAL, None, 3, submission="b.ipynb")]
 
 
 def test_manual_scores_merge_into_the_totals(tmp_path):
     scores = tmp_path / "manual.csv"
     scores.write_text("submission,question,points,comment\na.ipynb,answer-c,2.5,good | clear\n")
     rows = autograde.apply_manual(_rows(), scores)
-    assert rows[2]["points"] == 2.5 and rows[2]["message"] == "manually graded: good | clear"
-    assert rows[3]["points"] is None  # b's answer is still pending
+    assert rows[2].points == 2.5 and rows[2].message == "good | clear" and rows[2].status is Status.MANUAL
+    assert rows[3].pending  # b's answer is still pending
     table = autograde.summary(rows)
     assert "4.5" in table.splitlines()[2] and "3" in table.splitlines()[3]
     out = tmp_path / "all.csv"
     autograde.write_csv(rows, out)
-    assert [r["points"] for r in autograde.read_csv(out)] == [0.0, 2.0, 2.5, None]
+    assert autograde.read_csv(out) == rows
 
 
 @pytest.mark.parametrize("line, words", [
@@ -60,7 +58,7 @@ def test_feedback_is_the_executed_notebook_and_its_score_table(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("print(41 + 1)", outputs=[
         nbformat.v4.new_output("stream", name="stdout", text="42\n")])]
-    path = autograde.write_feedback(nb, [{**r, "submission": "class/jdoe_01.ipynb"} for r in _rows()[:3]],
+    path = autograde.write_feedback(nb, [r.with_(submission="class/jdoe_01.ipynb") for r in _rows()[:3]],
                                     tmp_path)
     html = path.read_text()
     assert path.name == "class_jdoe_01.html"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(sandbox.available() is not None, reason="bubblew
 CELLS = [
     # 0: a solution cell that also tampers with everything it can import
     '''import labkit.grading, numpy
-labkit.grading.Grader.check = lambda *a, **k: None
+labkit.grading.Checker.check = labkit.grading.Answerer.check = lambda *a, **k: None
 numpy.array_equal = lambda *a, **k: True
 ANSWER = True
 HELPER_NOT_ANSWERED = 3
@@ -109,7 +109,7 @@ def test_a_cell_binds_only_the_answer_names_and_tampering_stays_in_the_worker(co
     assert ns["ANSWER"] is True and "HELPER_NOT_ANSWERED" not in ns
     assert isinstance(ns["prune"], student_code.StudentFunction) and ns["prune"].__name__ == "prune"
     assert ns["prune"].__doc__.startswith("Zero the smallest")
-    assert labkit.grading.Grader.check.__name__ == "check" and not np.array_equal(np.zeros(1), np.ones(1))
+    assert labkit.grading.Checker.check.__name__ == "check" and not np.array_equal(np.zeros(1), np.ones(1))
 
 
 def test_a_module_changed_in_place_is_copied_back_into_the_callers_own_parameters(connected):

@@ -24,6 +24,7 @@ import nbformat
 import pytest
 
 from labkit import autograde, cells, release, runner
+from labkit.results import NOTES, Status, totals
 
 PLANTED = Path(__file__).parent / "planted"
 LABS = {"00_concepts": "quick", "01_sparse_linear": "quick", "02_pruning_resnet20": "tiny",
@@ -125,7 +126,7 @@ def graded(request, tmp_path_factory):
                            instructor=made.instructor)
     by_sub = {}
     for r in rows:
-        by_sub.setdefault(r["submission"].split(f"_{lab}")[0], {})[r["question"]] = r
+        by_sub.setdefault(r.submission.split(f"_{lab}")[0], {})[r.question] = r
     return lab, profile, catalog, by_sub, downstream, extra, lookups
 
 
@@ -135,20 +136,18 @@ def _check_calls(nb, question: str) -> str:
 
 
 def automatic(rows: dict) -> dict:
-    """The automatically graded rows (no notes row, no written answers waiting for the instructor)."""
-    return {q: r for q, r in rows.items() if q != autograde.NOTES and r["points"] is not None}
+    """The automatically graded results that count (no notes, no ungraded, no written answers)."""
+    return {q: r for q, r in rows.items() if r.counted and r.status is not Status.MANUAL}
 
 
 def score(rows: dict) -> tuple[float, float]:
-    auto = automatic(rows)
-    return sum(r["points"] for r in auto.values()), sum(r["max_points"] for r in auto.values())
+    return totals(list(automatic(rows).values()))
 
 
 def test_the_solution_scores_full_marks_and_most_points_are_graded(graded):
     lab, profile, catalog, subs, *_ = graded
     points, graded_max = score(subs["solution"])
-    failed = {q: r["message"] for q, r in automatic(subs["solution"]).items()
-              if r["message"] and r["max_points"]}
+    failed = {q: r.message for q, r in automatic(subs["solution"]).items() if r.status is not Status.PASSED}
     assert not failed, failed
     assert points == graded_max
     assert graded_max >= 0.8 * sum(e["points"] for e in catalog.values()), (profile, graded_max)
@@ -163,8 +162,8 @@ def test_the_blank_student_version_scores_at_most_ten_percent(graded):
 def test_edited_deleted_and_added_check_cells_gain_nothing(graded):
     _, _, _, subs, *_ = graded
     assert score(subs["hostile"]) == score(subs["blank"])
-    notes = subs["hostile"][autograde.NOTES]["message"]
-    assert "(edited)" in notes and "(deleted)" in notes and "outside their check cells were ignored" in notes
+    notes = subs["hostile"][NOTES].message
+    assert "(edited)" in notes and "(deleted)" in notes
 
 
 def test_each_planted_wrong_function_loses_its_check_and_what_depends_on_it(graded):
@@ -172,7 +171,7 @@ def test_each_planted_wrong_function_loses_its_check_and_what_depends_on_it(grad
     cases = {f"wrong-{name}": qs for name, qs in downstream.items()}
     cases |= {f"extra-{label.replace('/', '-')}": qs for label, (_, _, qs) in extra.items()}
     for who, questions in cases.items():
-        lost = {q for q, r in automatic(subs[who]).items() if r["points"] < r["max_points"]}
+        lost = {q for q, r in automatic(subs[who]).items() if r.points < r.max_points}
         assert set(questions) <= lost, (who, sorted(set(questions) - lost))
 
 
@@ -180,4 +179,4 @@ def test_a_function_that_returns_the_stored_public_outputs_fails_grading(graded)
     _, _, catalog, subs, _, _, lookups = graded
     for name, question in lookups.items():
         row = subs[f"lookup-{name}"][question]
-        assert row["points"] == 0 and "hidden cases" in row["message"], (name, row)
+        assert row.points == 0 and "hidden cases" in row.message, (name, row)
