@@ -1,6 +1,7 @@
-"""Grading works wherever the kit and its Python live: a checkout and virtual environment under /tmp (which the
-sandbox replaces by an empty one of its own) and under a closed (0700) home directory, as with pyenv, conda
-or uv. Each layout grades notebook 01's solution with ``labkit grade`` from its own interpreter: full marks."""
+"""Grading works wherever the kit and its Python live: a checkout and virtual environment under /tmp (which
+the sandbox replaces by an empty one of its own) and under a closed (0700) home directory, as with pyenv,
+conda or uv. Each layout grades notebook 01's solution with ``labkit grade`` from its own interpreter: full
+marks."""
 
 import os
 import shutil
@@ -22,7 +23,8 @@ def _layout(top: Path) -> tuple[Path, Path]:
     """A copy of the kit's checkout at ``top/labkit`` and a virtual environment at ``top/venv`` whose
     site-packages reach the running environment's packages and the copy (not this checkout)."""
     checkout = top / "labkit"
-    shutil.copytree(HOME, checkout, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", "cache"))
+    shutil.copytree(HOME, checkout,
+                    ignore=shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", "cache"))
     venv = top / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
