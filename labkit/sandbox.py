@@ -25,7 +25,9 @@ grading machine should need. ``prlimit`` and ``setpriv`` come with util-linux.
 
 from __future__ import annotations
 
+import functools
 import glob
+import json
 import os
 import shutil
 import signal
@@ -62,12 +64,17 @@ def available() -> str | None:
     return None
 
 
+@functools.cache
 def python_paths() -> list[Path]:
-    """The folders the running Python needs: its prefixes, its executable's folder and every folder on
-    ``sys.path``, resolved, without those inside another."""
+    """The folders the running Python needs: its prefixes, its executable's folder and the ``sys.path`` a
+    fresh interpreter gets (stdlib, site-packages and what their ``.pth`` files add; not the working
+    folder, ``PYTHONPATH`` or what a test runner inserted), resolved, without those inside another."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    fresh = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
+                           capture_output=True, text=True, check=True, cwd="/", env=env).stdout
     found = {Path(p).resolve() for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
     found.add(Path(os.path.realpath(sys.executable)).parent)
-    found |= {Path(p).resolve() for p in sys.path if p and Path(p).is_dir()}
+    found |= {Path(p).resolve() for p in json.loads(fresh) if p and Path(p).is_dir()}
     return _outermost(found)
 
 
@@ -137,7 +144,9 @@ def worker_command(folder: Path, channel_dir: Path, memory: int = DEFAULT_MEMORY
     ``/tmp`` and ``channel_dir`` (its socket). As root it becomes user ``worker_uid()``."""
     folder, channel_dir = Path(folder).resolve(), Path(channel_dir).resolve()
     package = Path(labkit.__file__).resolve().parent
-    args = _base(TMP_SIZE) + _binds([*python_paths(), package, folder], [(channel_dir, channel_dir)],
+    # an editable install may put the checkout itself on sys.path: of it, the worker sees the package only
+    paths = [p for p in python_paths() if p != package.parent]
+    args = _base(TMP_SIZE) + _binds([*paths, package, folder], [(channel_dir, channel_dir)],
                                     masked=[package / "references"])
     args += ["--setenv", "HOME", "/tmp", "--chdir", "/tmp"]
     if os.geteuid() == 0:

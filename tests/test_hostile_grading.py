@@ -69,7 +69,7 @@ def _check_class(lab, rows, canary, honest, before, feedback, full_marks):
         assert totals["honest"][0] == totals["honest"][1], totals
     shown = {p.name: p.read_text() for p in feedback.glob("*.html")}
     hostile_page = next(text for name, text in shown.items() if name.startswith("class_hostile_"))
-    assert "FOUND: [] references: 0" in hostile_page  # the search ran, and found nothing
+    assert "FOUND: [" in hostile_page and "references: 0" in hostile_page  # it searched, found no reference
     assert "fork stopped" in hostile_page and "disk stopped" in hostile_page
     for name, text in shown.items():
         assert f"{canary}-instructor" not in text and f"{canary}-home" not in text, name

@@ -16,7 +16,7 @@ EVIL = '''import socket
 import numpy as np
 for attempt in (lambda: open({target!r}, "w").write("pwned"),
                 lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2),
-                lambda: np.ones(2 * 10**9)):  # 16 GB, past the 2 GiB limit
+                lambda: np.ones(2 * 10**9)):  # 16 GB, past the 4 GiB limit
     try:
         attempt()
     except Exception as exc:
@@ -46,7 +46,7 @@ def test_a_hostile_cell_is_stopped_and_the_rest_is_graded(tmp_path):
                                                              port=server.getsockname()[1])))
     path = tmp_path / "evil_01_sparse_linear.ipynb"
     nbformat.write(nb, path)
-    rows = autograde.grade_one(path, material, "quick", timeout=60, memory=2 * 2**30)
+    rows = autograde.grade_one(path, material, "quick", timeout=60, memory=4 * 2**30)
     thread.join()
     server.close()
     assert not target.exists() and not accepted
