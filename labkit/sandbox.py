@@ -217,20 +217,28 @@ def gpu_devices() -> list[str]:
 
 
 def preflight(folder: Path, memory: int = DEFAULT_MEMORY) -> None:
-    """Start Python in both sandboxes once, importing what grading needs; SandboxError naming the cause
+    """Start Python in both sandboxes at once, importing what grading needs; SandboxError naming the cause
     (the sandbox's own last line of output) if either fails."""
     checks = {"the student's worker": (worker_command, "import labkit.student_worker, torch"),
               "the grading kernel": (kernel_command, "import ipykernel, labkit.grading, torch")}
+    started = {}
     for what, (prefix, code) in checks.items():
         sub = Path(folder) / what.split()[-1]
         sub.mkdir(parents=True, exist_ok=True)
-        command = [*prefix(sub, sub, memory), sys.executable, "-c", code]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_plain_env())
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            started[what] = subprocess.Popen([*prefix(sub, sub, memory), sys.executable, "-c", code],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                             env=_plain_env())
+        except OSError as exc:
             raise SandboxError(f"{what} cannot start in the sandbox: {exc}") from None
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    for what, process in started.items():
+        try:
+            _, err = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            err = "it did not start within 300 s"
+        if process.returncode != 0:
+            last = (err.strip().splitlines() or [f"exit status {process.returncode}"])[-1]
             raise SandboxError(f"{what} cannot start in the sandbox: {last} (Python: {sys.executable}; "
                                "`labkit grade --no-sandbox` grades without the sandbox)")
 

@@ -101,7 +101,7 @@ class Connection:
 
     def run_cell(self, index: int, namespace: dict) -> None:
         """Run student cell ``index`` in the worker and bind what it defined into ``namespace``."""
-        header, buffers = self._ask({"op": "cell", "index": index}, pickle.dumps(plain_globals(namespace)))
+        header, buffers = self._ask({"op": "cell", "index": index}, [pickle.dumps(plain_globals(namespace))])
         self._show(header.get("output", ""))
         names = header.get("names")
         if names is None:  # the request itself failed
@@ -128,26 +128,33 @@ class Connection:
     def call(self, fn: StudentFunction, args: tuple, kwargs: dict):
         """``fn(*args, **kwargs)`` in the worker; in-place changes to tensors, arrays and modules among the
         arguments copied back; the result decoded as data."""
-        try:
-            payload = pickle.dumps((args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # e.g. a module holding a lambda
-            raise TypeError(f"cannot send the arguments to your {fn.__name__}: {exc}") from None
-        header, buffers = self._ask({"op": "call", "handle": fn._handle}, payload)
+        try:  # data (arrays, tensors, numbers) as data; modules and the like pickled
+            tree, buffers = channel.encode((args, kwargs))
+            request = {"op": "call", "handle": fn._handle, "args": tree}
+        except channel.UnsendableError:
+            try:
+                buffers = [pickle.dumps((args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)]
+            except Exception as exc:  # e.g. a module holding a lambda
+                raise TypeError(f"cannot send the arguments to your {fn.__name__}: {exc}") from None
+            request = {"op": "call", "handle": fn._handle}
+        header, buffers = self._ask(request, buffers)
         self._show(header.get("output", ""))
         _raise_if_failed(header)
-        leaves = mutable_leaves((args, kwargs))
-        for entry in header.get("changed", []):
+        changed = header.get("changed", [])
+        leaves = mutable_leaves((args, kwargs)) if changed else []
+        for entry in changed:
             if not (isinstance(entry, list) and len(entry) == 2 and type(entry[0]) is int
                     and 0 <= entry[0] < len(leaves)):
                 raise channel.ChannelError("malformed reply")
             copy_into(leaves[entry[0]], channel.decode(entry[1], buffers), fn.__name__)
         return channel.decode(header.get("result"), buffers)
 
-    def _ask(self, header: dict, payload: bytes) -> tuple[dict, list[bytes]]:
+    def _ask(self, header: dict, payload: list[bytes]) -> tuple[dict, list[bytes]]:
         if self.broken:
             raise StudentCodeError(f"your code no longer answers: {self.broken}")
         try:
-            channel.send(self.sock, header, [payload])
+            channel.send(self.sock, header, payload)
+            channel.poll(self.sock, SPIN_SECONDS)
             reply, buffers = channel.recv(self.sock)
         except KeyboardInterrupt:  # the cell's time-out: the worker may still be busy with this call
             self._break("an earlier call was interrupted at the time limit")
@@ -170,6 +177,9 @@ class Connection:
             if len(text) > left:
                 sys.stdout.write("\n[the rest of your code's output is not shown]\n")
         self.shown += len(text)
+
+
+SPIN_SECONDS = 0.002  # the trusted kernel's threads are idle while it waits: polling takes no core
 
 
 def _raise_if_failed(header: dict) -> None:
@@ -257,24 +267,19 @@ def _plain(value, count: list) -> bool:
 
 def mutable_leaves(value) -> list:
     """The tensors, numpy arrays and torch modules inside ``value`` (through lists, tuples and dict
-    values), in a fixed order: what a call may change in place."""
+    values), in a fixed order, one entry per occurrence: what a call may change in place."""
     torch = sys.modules.get("torch")
-    found, seen = [], set()
+    found, containers = [], set()
 
     def walk(v):
-        if id(v) in seen:
-            return
-        if isinstance(v, (list, tuple)):
-            seen.add(id(v))
-            for x in v:
-                walk(x)
-        elif isinstance(v, dict):
-            seen.add(id(v))
-            for x in v.values():
+        if isinstance(v, (list, tuple, dict)):
+            if id(v) in containers:
+                return
+            containers.add(id(v))
+            for x in v.values() if isinstance(v, dict) else v:
                 walk(x)
         elif isinstance(v, np.ndarray) or (torch is not None
                                            and isinstance(v, (torch.Tensor, torch.nn.Module))):
-            seen.add(id(v))
             found.append(v)
 
     walk(value)

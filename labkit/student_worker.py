@@ -25,14 +25,10 @@ import socket
 import sys
 import traceback
 
-import numpy as np
-
 from labkit import channel, student_code
 
 OUTPUT_LIMIT = 64 * 1024
-# bound before any student code runs: a cell that patches numpy changes what its functions do, not how the
-# worker tells which arguments they changed
-_ARRAY_EQUAL = np.array_equal
+SPIN_SECONDS = 0.0002  # polling for the next request before blocking: loops call again within this
 
 
 class TimeLimit(BaseException):
@@ -76,6 +72,7 @@ class Worker:
 
     def serve(self, sock: socket.socket) -> None:
         while True:
+            channel.poll(sock, SPIN_SECONDS)
             try:
                 header, buffers = channel.recv(sock)
             except channel.ChannelError:
@@ -90,7 +87,8 @@ class Worker:
         output = _Bounded()
         op = header.get("op")
         try:
-            payload = pickle.loads(buffers[0])
+            payload = (channel.decode(header["args"], buffers) if "args" in header
+                       else pickle.loads(buffers[0]))
             with _limits(self.call_seconds), contextlib.redirect_stdout(output), \
                     contextlib.redirect_stderr(output):
                 if op == "cell":
@@ -169,30 +167,32 @@ def _python(source: str) -> str:
 
 
 def _snapshot(leaf):
-    import torch
-
-    if isinstance(leaf, torch.nn.Module):
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(leaf, torch.nn.Module):
         return {k: v.detach().clone() for k, v in leaf.state_dict().items()}
-    return leaf.detach().clone() if isinstance(leaf, torch.Tensor) else leaf.copy()
+    if torch is not None and isinstance(leaf, torch.Tensor):
+        return leaf.detach().clone()
+    return leaf.copy()
 
 
 def _changes(leaf, old):
     """What of ``leaf`` differs from its snapshot ``old`` (a module: the changed state_dict entries),
     or None."""
-    import torch
+    torch = sys.modules.get("torch")
 
     def same(a, b):
-        if isinstance(a, torch.Tensor):
+        if torch is not None and isinstance(a, torch.Tensor):
             return isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype and bool(
                 torch.equal(a, b) or (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
                                       and torch.equal(a.nan_to_num(), b.nan_to_num())))
-        return a.shape == b.shape and a.dtype == b.dtype and _ARRAY_EQUAL(a, b, equal_nan=a.dtype.kind == "f")
+        # bytes, not numpy's comparison: equal NaNs are equal, and a patched numpy changes nothing here
+        return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
-    if isinstance(leaf, torch.nn.Module):
+    if torch is not None and isinstance(leaf, torch.nn.Module):
         now = {k: v.detach() for k, v in leaf.state_dict().items()}
         diff = {k: v for k, v in now.items() if k not in old or not same(v, old[k])}
         return diff or None
-    now = leaf.detach() if isinstance(leaf, torch.Tensor) else leaf
+    now = leaf.detach() if torch is not None and isinstance(leaf, torch.Tensor) else leaf
     return None if same(now, old) else now
 
 
@@ -215,12 +215,18 @@ def _error(exc: BaseException) -> dict:
     return {"type": kind, "message": str(exc)[:4000], "traceback": text[-4000:]}
 
 
+_LIMIT = [0.0]  # seconds of the request running now
+
+
+def _alarm(*_):
+    raise TimeLimit(f"your code ran past {_LIMIT[0]:g} s")
+
+
 @contextlib.contextmanager
 def _limits(seconds: float):
-    def alarm(*_):
-        raise TimeLimit(f"your code ran past {seconds:g} s")
-
-    signal.signal(signal.SIGALRM, alarm)
+    _LIMIT[0] = seconds
+    if signal.getsignal(signal.SIGALRM) is not _alarm:  # set again if the student's code replaced it
+        signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
