@@ -371,16 +371,21 @@ def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "qu
     material = {lab_name: load_material(lab_name, instructor) for _, _, lab_name in chosen}
     threads = threads_per_job(jobs)
     if sandbox and chosen:
-        why = sandbox_mod.available()
-        if why:
-            raise sandbox_mod.SandboxError(f"{why}; or grade without it: --no-sandbox")
-        with tempfile.TemporaryDirectory(prefix="labkit-preflight-") as tmp:
-            sandbox_mod.preflight(Path(tmp), memory)
+        check_sandbox(memory)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads, sandbox,
                                memory, feedback, dataset) for p, n, lab_name in chosen]
         results = [f.result() for f in futures]
     return sorted((r for rs in results for r in rs), key=lambda r: r.submission)
+
+
+def check_sandbox(memory: int = DEFAULT_MEMORY) -> None:
+    """SandboxError, in one line, unless both sandboxes start here (:func:`labkit.sandbox.preflight`)."""
+    why = sandbox_mod.available()
+    if why:
+        raise sandbox_mod.SandboxError(f"{why}; or grade without it: --no-sandbox")
+    with tempfile.TemporaryDirectory(prefix="labkit-preflight-") as tmp:
+        sandbox_mod.preflight(Path(tmp), memory)
 
 
 def _name(path: Path, root: Path) -> str:

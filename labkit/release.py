@@ -138,6 +138,7 @@ def validate(release: Release, profile: str = "quick", timeout: float = 600.0) -
     release promises (see :class:`Validation`)."""
     material = autograde.load_material(release.lab, release.instructor)
     functions = {q: e.get("function") for q, e in material.catalog().items() if e["kind"] == "function"}
+    autograde.check_sandbox()
 
     def grade(path):  # automatic points only: written answers wait for the instructor
         return [r for r in autograde.grade_one(path, material, profile, timeout) if r.counted]

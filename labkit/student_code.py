@@ -98,6 +98,7 @@ class Connection:
                         f"the student's worker did not start within {_CONNECT_SECONDS:g} s") from None
                 time.sleep(0.05)
         self.sock, self.broken, self.shown = sock, None, 0
+        self.poller = channel.Poller(cap=0.002)
 
     def run_cell(self, index: int, namespace: dict) -> None:
         """Run student cell ``index`` in the worker and bind what it defined into ``namespace``."""
@@ -154,7 +155,7 @@ class Connection:
             raise StudentCodeError(f"your code no longer answers: {self.broken}")
         try:
             channel.send(self.sock, header, payload)
-            channel.poll(self.sock, SPIN_SECONDS)
+            self.poller.wait(self.sock)
             reply, buffers = channel.recv(self.sock)
         except KeyboardInterrupt:  # the cell's time-out: the worker may still be busy with this call
             self._break("an earlier call was interrupted at the time limit")
@@ -177,9 +178,6 @@ class Connection:
             if len(text) > left:
                 sys.stdout.write("\n[the rest of your code's output is not shown]\n")
         self.shown += len(text)
-
-
-SPIN_SECONDS = 0.002  # the trusted kernel's threads are idle while it waits: polling takes no core
 
 
 def _raise_if_failed(header: dict) -> None:

@@ -28,7 +28,6 @@ import traceback
 from labkit import channel, student_code
 
 OUTPUT_LIMIT = 64 * 1024
-SPIN_SECONDS = 0.0002  # polling for the next request before blocking: loops call again within this
 
 
 class TimeLimit(BaseException):
@@ -71,8 +70,9 @@ class Worker:
         student_code._HANDLES = self.handles  # a pickled StudentFunction becomes the function itself
 
     def serve(self, sock: socket.socket) -> None:
+        poller = channel.Poller(cap=0.0005)
         while True:
-            channel.poll(sock, SPIN_SECONDS)
+            poller.wait(sock)
             try:
                 header, buffers = channel.recv(sock)
             except channel.ChannelError:

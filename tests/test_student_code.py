@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit import autograde, cells, sandbox, student_code
+from labkit import autograde, cells, cli, runner, sandbox, student_code
 
 pytestmark = pytest.mark.skipif(sandbox.available() is not None, reason="bubblewrap is not installed")
 
@@ -174,10 +174,15 @@ def test_an_endless_call_is_stopped_at_its_time_limit(connected):
     assert ns["look"](torch.ones(2)).item() == 2.0  # and the worker answers again
 
 
-def test_a_kernel_that_cannot_start_stops_grading_with_the_cause(tmp_path, monkeypatch):
+def test_a_kernel_that_cannot_start_stops_grading_with_the_cause(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sandbox, "python_paths", lambda: [])  # no Python inside the sandbox
     with pytest.raises(sandbox.SandboxError, match="cannot start in the sandbox"):
         sandbox.preflight(tmp_path)
+    lab1 = str(runner.NOTEBOOKS / "01_sparse_linear.ipynb")
+    assert cli.main(["grade", lab1, "--csv", str(tmp_path / "scores.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("labkit grade: error: ") and "cannot start in the sandbox" in err[-1]
+    assert not (tmp_path / "scores.csv").exists()
 
 
 def test_restore_marks_exactly_the_students_cells():
