@@ -1,27 +1,32 @@
-"""The student's code as the trusted kernel of ``labkit grade`` sees it: cells run elsewhere, functions
-called through :mod:`labkit.channel`.
+"""The student's code as the trusted kernel of ``labkit grade`` sees it: cells run elsewhere, functions called
+through :mod:`labkit.channel`.
 
-When a submission is graded, the instructor's notebook runs in a kernel that runs no student code (the
-trusted kernel). Every cell the student wrote (the solution cells, and cells the student added) is
-replaced there by ``run_cell(k, globals())``, which has the student's worker (:mod:`labkit.student_worker`,
-a process in its own sandbox) run that cell, prints what it printed, and binds the names the instructor's
-solution cells define: a function as a :class:`StudentFunction` (each call runs the student's function in
-the worker), a value (``ANSWER_1_1 = True``) as the data it is. The trusted kernel then runs labkit's
-loops, evaluations and checks on those, so what a submission's code does to its own process (patching
-the grader, labkit or numpy) changes only what its functions return.
+When a submission is graded, the instructor's notebook runs in a kernel that runs no student code (the trusted
+kernel). Every cell the student wrote (the solution cells, and cells the student added) is replaced there by
+``run_cell(k, globals())``, which has the student's worker (:mod:`labkit.student_worker`, a process in its own
+sandbox) run that cell, prints what it printed, and binds the names the instructor's solution cells define: a
+function as a :class:`StudentFunction` (each call runs the student's function in the worker), a value
+(``ANSWER_1_1 = True``) as the data it is. The trusted kernel then runs labkit's loops, evaluations and checks
+on those, so what a submission's code does to its own process (patching the grader, labkit or numpy) changes
+only what its functions return.
 
-A call sends its arguments to the worker; tensors, arrays and modules the function changed in place come
-back and are copied into the caller's objects (a layer pruned in place stays pruned here), the rest of the
-arguments is the caller's. The student's cells see the notebook's imported modules and its plain settings
-(numbers, strings, devices, small dataclasses), and the names earlier student cells defined; not its
-models or data: the labs' functions take those as arguments.
+A call sends its arguments to the worker; tensors, arrays and modules the function changed in place come back
+and are copied into the caller's objects (a layer pruned in place stays pruned here), the rest of the
+arguments is the caller's. The labs' functions are functions of their arguments, so a call on data equal byte
+for byte to an earlier call's gets that call's answer again without asking the worker (an evaluation quantizes
+the same weights for every batch); what the function printed is shown the first time only. The student's cells
+see the notebook's imported modules and its plain settings (numbers, strings, devices, small dataclasses), and
+the names earlier student cells defined; not its models or data: the labs' functions take those as arguments.
 """
 
 from __future__ import annotations
 
 import builtins
+import collections
 import dataclasses
+import hashlib
 import importlib
+import json
 import os
 import pickle
 import socket
@@ -98,7 +103,9 @@ class Connection:
                         f"the student's worker did not start within {_CONNECT_SECONDS:g} s") from None
                 time.sleep(0.05)
         self.sock, self.broken, self.shown = sock, None, 0
-        self.poller = channel.Poller(cap=0.002)
+        self.poller = channel.Poller(cap=0.0005)
+        self.answered: collections.OrderedDict = collections.OrderedDict()  # call digest -> reply
+        self.answered_bytes = 0
 
     def run_cell(self, index: int, namespace: dict) -> None:
         """Run student cell ``index`` in the worker and bind what it defined into ``namespace``."""
@@ -129,17 +136,25 @@ class Connection:
     def call(self, fn: StudentFunction, args: tuple, kwargs: dict):
         """``fn(*args, **kwargs)`` in the worker; in-place changes to tensors, arrays and modules among the
         arguments copied back; the result decoded as data."""
+        key = None
         try:  # data (arrays, tensors, numbers) as data; modules and the like pickled
             tree, buffers = channel.encode((args, kwargs))
             request = {"op": "call", "handle": fn._handle, "args": tree}
+            key = _digest(request, buffers)
         except channel.UnsendableError:
             try:
                 buffers = [pickle.dumps((args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)]
             except Exception as exc:  # e.g. a module holding a lambda
                 raise TypeError(f"cannot send the arguments to your {fn.__name__}: {exc}") from None
             request = {"op": "call", "handle": fn._handle}
-        header, buffers = self._ask(request, buffers)
-        self._show(header.get("output", ""))
+        if key in self.answered:  # the same function on the same data: its answer again
+            self.answered.move_to_end(key)
+            header, buffers = self.answered[key]
+        else:
+            header, buffers = self._ask(request, buffers)
+            self._show(header.get("output", ""))
+            if key is not None and "error" not in header:
+                self._remember(key, header, buffers)
         _raise_if_failed(header)
         changed = header.get("changed", [])
         leaves = mutable_leaves((args, kwargs)) if changed else []
@@ -165,6 +180,15 @@ class Connection:
             raise StudentCodeError(f"your code no longer answers: {self.broken}") from None
         return reply, buffers
 
+    def _remember(self, key: bytes, header: dict, buffers: list[bytes]) -> None:
+        """Keep a reply for :data:`ANSWERED_BYTES` at most, the least recently used dropped first."""
+        size = sum(len(b) for b in buffers)
+        self.answered[key] = (header, buffers)
+        self.answered_bytes += size
+        while self.answered_bytes > ANSWERED_BYTES and self.answered:
+            _, (_, old) = self.answered.popitem(last=False)
+            self.answered_bytes -= sum(len(b) for b in old)
+
     def _break(self, why: str) -> None:
         self.broken = why
         self.sock.close()
@@ -178,6 +202,18 @@ class Connection:
             if len(text) > left:
                 sys.stdout.write("\n[the rest of your code's output is not shown]\n")
         self.shown += len(text)
+
+
+ANSWERED_BYTES = 64 * 2**20
+
+
+def _digest(request: dict, buffers: list[bytes]) -> bytes:
+    """What identifies a call on data: the function, the arguments' structure and their bytes."""
+    h = hashlib.blake2b(json.dumps(request, sort_keys=True).encode(), digest_size=20)
+    for b in buffers:
+        h.update(len(b).to_bytes(8, "big"))
+        h.update(b)
+    return h.digest()
 
 
 def _raise_if_failed(header: dict) -> None:

@@ -50,6 +50,12 @@ def chatty(n):
     print("x" * n)
     return n
 
+CALLS = [0]
+
+def counted(x):
+    CALLS[0] += 1
+    return CALLS[0]
+
 def uses_settings():
     return STEP * 2, str(device), np.zeros(2).dtype.name
 ''',
@@ -81,7 +87,8 @@ def fill():
         return str(exc)
 ''',
 ]
-NAMES = ["ANSWER", "prune", "scale", "look", "boom", "odd", "weird", "chatty", "uses_settings", "forever",
+NAMES = ["ANSWER", "prune", "scale", "look", "boom", "odd", "weird", "chatty", "uses_settings", "counted",
+         "forever",
          "escape", "fill"]
 
 
@@ -213,3 +220,13 @@ def test_a_worker_started_without_a_sandbox_still_cannot_reach_the_trusted_kerne
     finally:
         worker.stop()
     assert subprocess.run(["kill", "-0", str(worker.process.pid)], capture_output=True).returncode != 0
+
+
+def test_a_call_on_equal_data_gets_its_answer_again_and_its_changes_replayed(connected):
+    _, ns, _ = connected
+    first = ns["counted"](np.arange(3.0))
+    assert ns["counted"](np.arange(3.0)) == first and ns["counted"](np.arange(4.0)) == first + 1
+    t1, t2 = torch.ones(3), torch.ones(3)
+    ns["scale"](t1, 5.0)
+    ns["scale"](t2, 5.0)  # answered from memory: the in-place change is applied again
+    assert torch.equal(t2, torch.full((3,), 5.0))
