@@ -19,6 +19,7 @@ import math
 import select
 import socket
 import struct
+import sys
 import time
 
 import numpy as np
@@ -142,9 +143,7 @@ def decode(tree, buffers: list[bytes]):
 
 
 def _torch():
-    import sys
-
-    return sys.modules.get("torch")
+    return sys.modules.get("torch")  # torch is only ever here if a value holds tensors
 
 
 # ---- framing --------------------------------------------------------------------------------------------

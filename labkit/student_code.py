@@ -25,7 +25,6 @@ import builtins
 import collections
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
 import pickle
@@ -352,8 +351,3 @@ def copy_into(target, new, function: str) -> None:
             raise channel.ChannelError("malformed reply")
         fit(target, new, "an argument")
         target[...] = new
-
-
-def import_module(ref: ModuleRef):
-    """The module a :class:`ModuleRef` names."""
-    return importlib.import_module(ref.name)

@@ -16,6 +16,7 @@ its output (kept to ``OUTPUT_LIMIT`` characters a request) and its sandbox's fol
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -101,7 +102,7 @@ class Worker:
 
     def cell(self, index: int, plain: dict, output: _Bounded) -> tuple[dict, list[bytes]]:
         for name, value in plain.items():
-            self.namespace[name] = (student_code.import_module(value)
+            self.namespace[name] = (importlib.import_module(value.name)
                                     if isinstance(value, student_code.ModuleRef) else value)
         cell = self.cells[index]
         before = {name: self.namespace.get(name) for name in cell["names"]}
@@ -121,7 +122,7 @@ class Worker:
                 names[name] = {"function": handle, "doc": (getattr(value, "__doc__", None) or "")[:2000]}
             else:
                 data[name] = value
-        tree, buffers = {}, []
+        buffers = []
         for name, value in data.items():
             try:
                 encoded, extra = channel.encode(value)
@@ -130,7 +131,6 @@ class Worker:
                 continue
             names[name] = {"value": _shift(encoded, len(buffers))}
             buffers += extra
-        del tree
         return {"output": output.text(), "names": names, "error": error}, buffers
 
     def call(self, handle: int, args: tuple, kwargs: dict, output: _Bounded) -> tuple[dict, list[bytes]]:
