@@ -84,7 +84,7 @@ def main() -> None:
         folder.mkdir()
         channel_dir.mkdir()
         (folder / "cells.json").write_text(json.dumps([{"id": "b", "source": SOURCE, "names": NAMES}]))
-        worker = autograde.start_worker(folder, channel_dir / "s.sock", 600, 1, sandbox=True,
+        worker = autograde.start_worker(folder, channel_dir / "s.sock", 600, sandbox=True,
                                         memory=6 * 2**30)
         try:
             remote: dict = {}

@@ -21,7 +21,6 @@ import csv
 import json
 import os
 import re
-import sys
 import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -214,7 +213,7 @@ def _run_trusted(graded, material: Material, tmp: Path, profile: str, dataset: s
     nb = parameterize_notebook(load_notebook_node(str(merged)), {"PROFILE": profile, "DATASET": dataset})
     collect = _AnswerCollector(answers)
     socket_path = channel_dir / "student.sock"
-    worker = start_worker(worker_dir, socket_path, timeout, threads, sandbox, memory) if sources else None
+    worker = start_worker(worker_dir, socket_path, timeout, sandbox, memory) if sources else None
     km = kernel_manager(kernel_dir, sandbox, memory, channel_dir)
     client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
                             kernel_name="python3", resources={"metadata": {"path": str(kernel_dir)}},
@@ -232,6 +231,8 @@ def _run_trusted(graded, material: Material, tmp: Path, profile: str, dataset: s
             run_sync(km.shutdown_kernel)(now=True)
         if worker is not None:
             worker.stop()
+        if sandbox:
+            sandbox_mod.keep_new_cache(kernel_dir)
     if collect.foreign:
         notes.append(f"answers written outside their check cells were ignored: "
                      f"{', '.join(sorted(set(collect.foreign)))}")
@@ -258,20 +259,23 @@ def student_cells_replaced(graded, names: list[str]) -> tuple[object, list[dict]
     return trusted, sources
 
 
-def start_worker(folder: Path, socket_path: Path, timeout: float, threads: int, sandbox: bool,
+def start_worker(folder: Path, socket_path: Path, timeout: float, sandbox: bool,
                  memory: int) -> sandbox_mod.Confined:
     """The student's worker (:mod:`labkit.student_worker`) listening on ``socket_path``, sandboxed unless
-    ``sandbox`` is False, with its watchdog; its own output goes nowhere."""
+    ``sandbox`` is False, with its watchdog; its own output goes nowhere. It computes with one thread: the
+    labs' functions are small, and a second thread pool beside the trusted kernel's made every call and
+    the kernel's training between calls slower (notebook 04 graded in 79 s with ``threads`` in both, 55 s
+    with one thread in the worker, on 2 cores)."""
     prefix = sandbox_mod.worker_command(folder, socket_path.parent, memory) if sandbox else []
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp" if sandbox else str(folder),
-           "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", **_thread_env(threads)}
+           "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", **_thread_env(1)}
     for key in ("LABKIT_DEVICE", "LABKIT_PRECISION", "LANG"):
         if key in os.environ:
             env[key] = os.environ[key]
     env["LABKIT_DEVICE"] = "cpu"  # the worker never sees a GPU
     call_seconds = max(1.0, 0.9 * timeout)  # below the cell's time-out, so an honest endless loop is reported
-    return sandbox_mod.Confined([*prefix, sys.executable, "-m", "labkit.student_worker", str(socket_path),
-                                 str(folder / "cells.json"), f"{call_seconds:g}"], env)
+    return sandbox_mod.Confined([*prefix, sandbox_mod.python(), "-m", "labkit.student_worker",
+                                 str(socket_path), str(folder / "cells.json"), f"{call_seconds:g}"], env)
 
 
 def _thread_env(threads: int) -> dict[str, str]:

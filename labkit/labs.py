@@ -2,8 +2,10 @@
 
 Lab 3 (d) starts from Lab 2 (e)'s 70% global-pruned ResNet-20, made with labkit's own pruning functions
 (``make_global_pruned_resnet20``) so that it does not depend on whose notebook 02 ran before:
-``global_pruned_resnet20`` loads it from the artifacts folder when it is there and makes it otherwise.
-Notebook 02's own (e) run uses the student's functions and saves nothing.
+``global_pruned_resnet20`` loads it from the checkpoint cache when it is there (made by the same recipe) and
+makes it otherwise. Being labkit's alone, it is shared like a pretrained model: ``labkit grade`` makes it
+once per class, not once per submission. Notebook 02's own (e) run uses the student's functions and saves
+nothing.
 """
 
 from __future__ import annotations
@@ -72,29 +74,42 @@ def iterative_prune(model: nn.Module, data, profile: Profile, q_final: float = 7
     return history
 
 
+def global_pruned_path(profile: Profile, dataset: str) -> Path:
+    """Where the checkpoint cache keeps Lab 2 (e)'s model for ``profile`` on ``dataset`` (a data set name)."""
+    return checkpoints.CACHE_DIR / f"resnet20-{dataset}-{profile.name}-global70.pt"
+
+
+def _global_recipe(profile: Profile) -> dict:
+    return {"global_iterative_prune": 70.0, "profile": profile.name}
+
+
 def make_global_pruned_resnet20(profile: Profile, dataset: str | None = None, progress: bool = True
                                 ) -> tuple[nn.Module, train.History]:
     """Lab 2 (e): iteratively prune the pretrained ResNet-20 to 70% with one global threshold, save
-    it to ``artifact_path("resnet20-global70", ...)`` (replacing an older one) and return it with
-    its History."""
+    it to ``global_pruned_path`` (replacing an older one) and return it with its History."""
     name = dataset_name(profile, "resnet20", dataset)
     model, _ = lab_model(profile, "resnet20", dataset)
     history = iterative_prune(model, lab_data(profile, "resnet20", dataset), profile, global_=True,
                               progress=progress)
-    checkpoints.save_checkpoint(model, artifact_path("resnet20-global70", profile, name), arch="resnet20",
-                                dataset=name, accuracy=history.best_acc,
-                                recipe={"global_iterative_prune": 70.0, "profile": profile.name})
+    checkpoints.save_checkpoint(model, global_pruned_path(profile, name), arch="resnet20", dataset=name,
+                                accuracy=history.best_acc, recipe=_global_recipe(profile))
     return model, history
 
 
 def global_pruned_resnet20(profile: Profile, dataset: str | None = None, **model_kwargs
                            ) -> tuple[nn.Module, dict]:
     """Lab 2 (e)'s ResNet-20, iteratively pruned to 70% with one global threshold: loaded from
-    ``artifact_path("resnet20-global70", ...)``, or made there first (``make_global_pruned_resnet20``).
-    ``model_kwargs`` (e.g. ``nbits=2``) build a quantized variant around the same weights."""
+    ``global_pruned_path``, or made there first (``make_global_pruned_resnet20``) when that file is
+    missing, unreadable or made by another recipe. ``model_kwargs`` (e.g. ``nbits=2``) build a quantized
+    variant around the same weights."""
     name = dataset_name(profile, "resnet20", dataset)
-    path = artifact_path("resnet20-global70", profile, name)
-    if not path.is_file():
+    path = global_pruned_path(profile, name)
+    try:
+        _, meta = checkpoints.load_checkpoint(path, arch="resnet20", dataset=name)
+        usable = meta.get("recipe") == _global_recipe(profile)
+    except (FileNotFoundError, checkpoints.CheckpointError):
+        usable = False
+    if not usable:
         make_global_pruned_resnet20(profile, dataset)
     return checkpoints.load_model(path, arch="resnet20", dataset=name, **model_kwargs)
 

@@ -39,7 +39,8 @@ from pathlib import Path
 from jupyter_client import AsyncKernelManager
 
 import labkit
-from labkit import HOME
+from labkit import HOME, checkpoints
+from labkit.atomic import atomic_open
 from labkit.checkpoints import CHECKPOINT_DIR
 from labkit.data import data_root
 
@@ -64,13 +65,20 @@ def available() -> str | None:
     return None
 
 
+def python() -> str:
+    """The running interpreter as the sandboxes call it: ``sys.executable`` with ``..`` and ``.`` folded
+    (``benchmarks/../.venv/bin/python`` names a folder the worker's sandbox does not have), links kept (a
+    virtual environment is found from its ``bin/python`` link, not from what that link points to)."""
+    return os.path.abspath(sys.executable)
+
+
 @functools.cache
 def python_paths() -> list[Path]:
     """The folders the running Python needs: its prefixes, its executable's folder and the ``sys.path`` a
     fresh interpreter gets (stdlib, site-packages and what their ``.pth`` files add; not the working
     folder, ``PYTHONPATH`` or what a test runner inserted), resolved, without those inside another."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-    fresh = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
+    fresh = subprocess.run([python(), "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
                            capture_output=True, text=True, check=True, cwd="/", env=env).stdout
     found = {Path(p).resolve() for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
     found.add(Path(os.path.realpath(sys.executable)).parent)
@@ -186,7 +194,7 @@ def kernel_command(folder: Path, channel_dir: Path | None = None,
     # (folder the notebooks write, whether its files come in): models pretrained before are reused;
     # runs/ starts empty
     for inside, copied in ((HOME / "runs", False), (CHECKPOINT_DIR / "cache", True)):
-        outside = folder / "writable" / inside.relative_to(HOME)
+        outside = _writable_copy(folder, inside)
         inside.mkdir(parents=True, exist_ok=True)  # a mount point must exist
         if copied:
             shutil.copytree(inside, outside, dirs_exist_ok=True)
@@ -208,6 +216,31 @@ def kernel_command(folder: Path, channel_dir: Path | None = None,
     return args + _limits(None if gpus else memory, None)
 
 
+def _writable_copy(folder: Path, inside: Path) -> Path:
+    return folder / "writable" / inside.relative_to(HOME)
+
+
+def keep_new_cache(folder: Path) -> list[Path]:
+    """Copy the checkpoints the trusted kernel of ``folder`` (see :func:`kernel_command`) added to its
+    cache copy into the real ``checkpoints/cache`` (each atomically, only names not there yet, only files
+    that read as labkit checkpoints), so the next submission reuses them; return the new paths. The trusted
+    kernel runs labkit's code alone and caches only what labkit made from its own checkpoints and data
+    (pretrained models, Lab 2 (e)'s model), never a result of the student's functions."""
+    kept = []
+    for made in sorted(_writable_copy(Path(folder), CHECKPOINT_DIR / "cache").glob("*.pt")):
+        target = CHECKPOINT_DIR / "cache" / made.name
+        if target.exists() or not made.is_file() or made.is_symlink():
+            continue
+        try:
+            checkpoints.load_checkpoint(made)
+        except (checkpoints.CheckpointError, KeyError, OSError):
+            continue
+        with atomic_open(target, "wb") as f, open(made, "rb") as src:
+            shutil.copyfileobj(src, f)
+        kept.append(target)
+    return kept
+
+
 def gpu_devices() -> list[str]:
     """The NVIDIA device files a trusted kernel needs when grading is asked to use CUDA (``LABKIT_DEVICE``
     cuda or auto, as ``labkit grade --device`` sets it); none otherwise, so a CPU grading sees no GPU."""
@@ -226,7 +259,7 @@ def preflight(folder: Path, memory: int = DEFAULT_MEMORY) -> None:
         sub = Path(folder) / what.split()[-1]
         sub.mkdir(parents=True, exist_ok=True)
         try:
-            started[what] = subprocess.Popen([*prefix(sub, sub, memory), sys.executable, "-c", code],
+            started[what] = subprocess.Popen([*prefix(sub, sub, memory), python(), "-c", code],
                                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                              env=_plain_env())
         except OSError as exc:
@@ -239,7 +272,7 @@ def preflight(folder: Path, memory: int = DEFAULT_MEMORY) -> None:
             err = "it did not start within 300 s"
         if process.returncode != 0:
             last = (err.strip().splitlines() or [f"exit status {process.returncode}"])[-1]
-            raise SandboxError(f"{what} cannot start in the sandbox: {last} (Python: {sys.executable}; "
+            raise SandboxError(f"{what} cannot start in the sandbox: {last} (Python: {python()}; "
                                "`labkit grade --no-sandbox` grades without the sandbox)")
 
 
@@ -319,7 +352,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._prefix = kernel_command(folder, channel_dir, memory)
 
     def format_kernel_cmd(self, extra_arguments=None):
-        return self._prefix + super().format_kernel_cmd(extra_arguments)
+        return self._prefix + [python() if arg == sys.executable else arg
+                               for arg in super().format_kernel_cmd(extra_arguments)]
 
     async def interrupt_kernel(self):
         """SIGINT to the kernel itself. jupyter_client signals the launched process's group, which holds

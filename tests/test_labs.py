@@ -133,13 +133,15 @@ def test_iterative_prune_runs_a_wrong_function_as_it_is(tiny_data):
 # --- Lab 2 (e)'s model for Lab 3 -------------------------------------------------------------------
 
 
-def save_artifact(model: nn.Module, profile: Profile) -> None:
-    checkpoints.save_checkpoint(model, labs.artifact_path("resnet20-global70", profile, MINI),
-                                arch="resnet20", dataset=MINI, accuracy=0.5)
+def save_artifact(model: nn.Module, profile: Profile, recipe=None) -> None:
+    checkpoints.save_checkpoint(model, labs.global_pruned_path(profile, MINI), arch="resnet20", dataset=MINI,
+                                accuracy=0.5, recipe=recipe or {"global_iterative_prune": 70.0,
+                                                                "profile": profile.name})
 
 
 def test_global_pruned_resnet20_loads_an_existing_artifact_without_retraining(monkeypatch, tmp_path):
-    monkeypatch.setattr(labs, "ARTIFACTS", tmp_path)
+    monkeypatch.setattr(checkpoints, "CACHE_DIR", tmp_path)
+    assert labs.global_pruned_path(QUICK, MINI) == tmp_path / f"resnet20-{MINI}-quick-global70.pt"
     model = resnet20(in_channels=1)
     prune.global_prune_by_percentage(model, 70)
     save_artifact(model, QUICK)
@@ -152,12 +154,33 @@ def test_global_pruned_resnet20_loads_an_existing_artifact_without_retraining(mo
     assert torch.equal(quantized.body_op[0].conv1.weight, model.body_op[0].conv1.weight)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "other recipe"])
+def test_global_pruned_resnet20_remakes_a_damaged_or_foreign_artifact(monkeypatch, tmp_path, damage):
+    monkeypatch.setattr(checkpoints, "CACHE_DIR", tmp_path)
+    model = resnet20(in_channels=1)
+    if damage == "truncated":
+        save_artifact(model, QUICK)
+        path = labs.global_pruned_path(QUICK, MINI)
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        save_artifact(model, QUICK, recipe={"global_iterative_prune": 50.0, "profile": "quick"})
+    made = []
+
+    def make(profile, dataset=None):
+        made.append(profile.name)
+        save_artifact(model, profile)
+
+    monkeypatch.setattr(labs, "make_global_pruned_resnet20", make)
+    labs.global_pruned_resnet20(QUICK)
+    assert made == ["quick"]
+
+
 def test_global_pruned_resnet20_makes_a_missing_artifact_once(monkeypatch, tmp_path, tiny_data):
-    monkeypatch.setattr(labs, "ARTIFACTS", tmp_path)
+    monkeypatch.setattr(checkpoints, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(labs, "lab_data", lambda *args: tiny_data)
     profile = Profile("tiny", 1, 1, 100, {"resnet20": MINI})
     model, meta = labs.global_pruned_resnet20(profile)
-    assert (tmp_path / "tiny" / MINI / "resnet20-global70.pt").is_file()
+    assert (tmp_path / f"resnet20-{MINI}-tiny-global70.pt").is_file()
     assert meta["recipe"] == {"global_iterative_prune": 70.0, "profile": "tiny"}
     n = sum(layer.weight.numel() for _, layer in prune.prunable_layers(model))
     assert prune.sparsity_report(model)["total"] == pruned_fraction(n, 70.0)

@@ -68,3 +68,25 @@ def test_a_gpu_grading_binds_the_nvidia_devices_and_a_cpu_grading_hides_them(tmp
     monkeypatch.setenv("LABKIT_DEVICE", "cpu")
     cpu = sandbox.kernel_command(tmp_path)
     assert "--dev-bind" not in cpu and f"--as={sandbox.DEFAULT_MEMORY}" in cpu
+
+
+def test_keep_new_cache_copies_back_only_new_labkit_checkpoints(monkeypatch, tmp_path):
+    from labkit import checkpoints
+    from labkit.models import lenet5
+
+    home = tmp_path / "home"
+    cache = home / "checkpoints" / "cache"
+    cache.mkdir(parents=True)
+    monkeypatch.setattr(sandbox, "HOME", home)
+    monkeypatch.setattr(sandbox, "CHECKPOINT_DIR", home / "checkpoints")
+    made = tmp_path / "kernel" / "writable" / "checkpoints" / "cache"
+    made.mkdir(parents=True)
+    checkpoints.save_checkpoint(lenet5(), made / "new.pt", arch="lenet5", dataset="mnist")
+    checkpoints.save_checkpoint(lenet5(), made / "old.pt", arch="lenet5", dataset="mnist")
+    (cache / "old.pt").write_bytes(b"the host's own file")
+    (made / "garbage.pt").write_bytes(b"not a checkpoint")
+    kept = sandbox.keep_new_cache(tmp_path / "kernel")
+    assert kept == [cache / "new.pt"]
+    assert (cache / "new.pt").read_bytes() == (made / "new.pt").read_bytes()
+    assert (cache / "old.pt").read_bytes() == b"the host's own file"  # never replaced
+    assert not (cache / "garbage.pt").exists()

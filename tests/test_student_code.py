@@ -100,7 +100,7 @@ def connected(tmp_path_factory):
     channel_dir.mkdir()
     (folder / "cells.json").write_text(__import__("json").dumps(
         [{"id": f"c{i}", "source": s, "names": NAMES} for i, s in enumerate(CELLS)]))
-    worker = autograde.start_worker(folder, channel_dir / "s.sock", timeout=5, threads=1, sandbox=True,
+    worker = autograde.start_worker(folder, channel_dir / "s.sock", timeout=5, sandbox=True,
                                     memory=4 * 2**30)
     connection = student_code.Connection(str(channel_dir / "s.sock"))
     namespace = {"np": np, "STEP": 0.25, "device": torch.device("cpu"), "net": torch.nn.Linear(3, 3)}
@@ -211,7 +211,7 @@ def test_restore_marks_exactly_the_students_cells():
 def test_a_worker_started_without_a_sandbox_still_cannot_reach_the_trusted_kernel(tmp_path):
     (tmp_path / "cells.json").write_text('[{"id": "a", "source": "import os\\nPID = os.getpid()", '
                                          '"names": ["PID"]}]')
-    worker = autograde.start_worker(tmp_path, tmp_path / "s.sock", 5, 1, sandbox=False,
+    worker = autograde.start_worker(tmp_path, tmp_path / "s.sock", 5, sandbox=False,
                                     memory=4 * 2**30)
     try:
         ns = {}
