@@ -6,7 +6,8 @@ per-sample RandomCrop(padding=4) + RandomHorizontalFlip + ToTensor + Normalize, 
 The machine's limit is measured too: sgemm GFLOP/s divided by the FLOPs of one training image
 (3 x forward: forward, input gradient, weight gradient; 2 FLOPs per MAC). labkit's loop runs in fp32 and,
 where the device computes bf16 natively (``labkit.device.native``), under bf16 autocast
-(``LABKIT_PRECISION=bf16``); its evaluation speed is measured in both too.
+(``LABKIT_PRECISION=bf16``); its evaluation speed is measured in both too, and in fp32 at its default
+batch for the device (``train.EVAL_BATCH``) against batches of 1000 (the default before).
 
     python benchmarks/train_throughput.py [--batches 12] [--device cpu|cuda]
 """
@@ -83,6 +84,24 @@ def labkit_loop(ds, device, batches: int, batch_size: int, precision: str) -> tu
     return history.images_per_s[0], len(test.test_y) / (time.perf_counter() - start)
 
 
+def eval_batch_rates(ds, device) -> dict[int, float]:
+    """Images/s of ``train.evaluate`` (fp32) on the test split at the device's default batch and at 1000,
+    each the best of 3 passes of a pretrained-shape ResNet-20 in channels_last (as ``fit`` leaves it)."""
+    net = models.resnet20(in_channels=1).to(device, memory_format=torch.channels_last)
+    test = ds.to(device, split="test")
+    rates = {}
+    for batch in (train.EVAL_BATCH.get(torch.device(device).type, train.EVAL_BATCH_OTHER), 1000):
+        best = 0.0
+        for _ in range(3):
+            _sync(device)
+            start = time.perf_counter()
+            train.evaluate(net, test, batch_size=batch)
+            _sync(device)
+            best = max(best, len(test.test_y) / (time.perf_counter() - start))
+        rates[batch] = best
+    return rates
+
+
 def sgemm_gflops(device, n: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
@@ -117,6 +136,9 @@ def main() -> None:
     print(f"labkit loop (tensors, batched augmentation): {ours:8.0f} img/s")
     print(f"ratio labkit / handout: {ours / base:.2f}x")
     print(f"labkit evaluation (fp32): {evaluation:8.0f} img/s")
+    default, *_ = rates = eval_batch_rates(ds, args.device)
+    print(f"evaluation batch {default} (the default here): {rates[default]:8.0f} img/s; batch 1000: "
+          f"{rates[1000]:8.0f} img/s ({rates[default] / rates[1000]:.2f}x)")
     if policy.native(torch.bfloat16, args.device):
         bf16, bf16_evaluation = labkit_loop(ds, args.device, args.batches, args.batch_size, "bf16")
         print(f"labkit loop, bf16 autocast: {bf16:8.0f} img/s ({bf16 / ours:.2f}x fp32); evaluation "
