@@ -50,10 +50,6 @@ SUBMIT_ENV = "LABKIT_SUBMIT"
 HIDDEN_SEED_ENV = "LABKIT_HIDDEN_SEED"
 
 
-class GradingError(AssertionError):
-    """A result does not match its reference."""
-
-
 class MissingReferenceError(LookupError):
     """No reference file for a notebook and profile, or no entry for a question in it."""
 
@@ -224,9 +220,11 @@ class Answerer(_Catalog):
 class Checker(_Catalog):
     """Checks a run now: a value against the reference recorded for the run's profile / data set where
     one exists, else against the catalog's if the question is data-independent, else by its property
-    (:mod:`labkit.properties`) on this run's own answers; a question with none of these is ungraded. A
-    failed check raises GradingError with a diff. With ``results`` (a path) every check also appends its
-    :class:`~labkit.results.Result` there as a JSON line (``labkit run`` adds them up)."""
+    (:mod:`labkit.properties`) on this run's own answers; a question with none of these is ungraded. Each
+    check reports on its own and returns its :class:`~labkit.results.Result`: a failure prints its diff
+    (on stderr, which Jupyter shows in red) and the cell goes on, so the notebook's total is what
+    ``labkit grade`` gives the same file. With ``results`` (a path) every check also appends its result
+    there as a JSON line (``labkit run`` adds them up)."""
 
     def __init__(self, notebook: str, profile: str, dataset: str | None, refs: Path, results: str | None):
         super().__init__(notebook, profile, dataset, refs)
@@ -241,7 +239,8 @@ class Checker(_Catalog):
                    for q, e in self._questions.items() if e["kind"] == "value")
 
     def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
-              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False) -> None:
+              rtol: float | None = None, expect: dict | None = None,
+              data_independent: bool = False) -> Result:
         """Judge ``value`` as question ``question_id`` (see the class docstring; the options matter only
         when recording)."""
         entry = self._entry(question_id, "value")
@@ -250,22 +249,21 @@ class Checker(_Catalog):
         recorded = self._recorded_entry(question_id)
         basis = value_basis(entry, recorded)
         if basis is None:
-            self._keep(Result(question_id, Status.UNGRADED, 0, entry["points"],
-                              message="no reference for this profile / data set and no property"))
             print(f"ungraded {question_id}: {describe(got)} (no reference for this profile / data set "
                   "and no property)")
-            return
-        self._judge(judged(question_id, entry["points"], value_problems(entry, recorded, got, self._answers),
-                           basis))
+            return self._keep(Result(question_id, Status.UNGRADED, 0, entry["points"],
+                                     message="no reference for this profile / data set and no property"))
+        return self._judge(judged(question_id, entry["points"],
+                                  value_problems(entry, recorded, got, self._answers), basis))
 
     def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
                        atol: float | None = None, rtol: float | None = None,
-                       hidden: Callable | None = None) -> None:
+                       hidden: Callable | None = None) -> Result:
         """Run ``fn`` on the stored cases of ``question_id`` and compare each output with the stored one (the
         options matter only when recording)."""
         entry = self._entry(question_id, "function")
         problems = function_problems(entry, self._outputs(fn, entry["cases"]), getattr(fn, "__name__", None))
-        self._judge(judged(question_id, entry["points"], problems, "reference"))
+        return self._judge(judged(question_id, entry["points"], problems, "reference"))
 
     def summary(self) -> list[Result]:
         """Print the score table (question, points, max, status, basis) and the total of the counted
@@ -282,18 +280,22 @@ class Checker(_Catalog):
                   "and no property to judge them by")
         return results
 
-    def _keep(self, result: Result) -> None:
+    def _keep(self, result: Result) -> Result:
         self._results[result.question] = result
         if self.results_path:
             with open(self.results_path, "a") as f:
                 f.write(json.dumps({"notebook": self.notebook, "profile": self.profile,
                                     **result.to_row()}) + "\n")
+        return result
 
-    def _judge(self, result: Result) -> None:
+    def _judge(self, result: Result) -> Result:
         self._keep(result)
         if result.status is Status.FAILED:
-            raise GradingError(result.message)
-        print(f"pass {result.question} ({result.points:g}/{result.max_points:g} points)")
+            print(f"FAIL {result.question} (0/{result.max_points:g} points): {result.message}",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"pass {result.question} ({result.points:g}/{result.max_points:g} points)")
+        return result
 
 
 def _check_function(fn) -> None:

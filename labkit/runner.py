@@ -54,8 +54,9 @@ def _environ(extra: dict[str, str] | None):
 def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | None = None,
                      env: dict[str, str] | None = None, timeout: float | None = None,
                      progress: bool = False) -> Path:
-    """Run ``notebook`` into ``out`` (created with its parents; it keeps the outputs, also of a
-    failed run); raise ``NotebookFailed`` if a cell raises. ``env`` is set for the kernel only for
+    """Run every cell of ``notebook`` into ``out`` (created with its parents; it keeps the outputs, also of
+    a failed run), on past a cell that raises as ``labkit grade`` does, so later checks still report; then
+    raise ``NotebookFailed`` naming the first cell that raised. ``env`` is set for the kernel only for
     the duration of the run; ``timeout`` bounds each cell in seconds; ``progress`` copies what the
     kernel writes to stderr (training's per-epoch lines, warnings) to ours while it runs."""
     import papermill as pm
@@ -69,7 +70,8 @@ def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | N
         try:
             pm.execute_notebook(str(notebook), str(out), parameters=parameters or {},
                                 cwd=str(notebook.parent), execution_timeout=timeout, progress_bar=False,
-                                kernel_name="python3", stderr_file=sys.stderr if progress else None)
+                                kernel_name="python3", stderr_file=sys.stderr if progress else None,
+                                allow_errors=True)
         except PapermillExecutionError as exc:
             where = f"{notebook.name}: cell {exc.exec_count}"
             raise NotebookFailed(f"{where}: {exc.ename}: {exc.evalue}") from exc

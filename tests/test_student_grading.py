@@ -9,7 +9,8 @@ student and an instructor folder, then ``labkit grade`` with the instructor fold
 - each planted wrong function (``tests/planted/<lab>.py``): loses its own check and the value checks
   downstream of it;
 - a function that looks up the public cases' stored outputs: passes the notebook's own check, fails
-  grading on the hidden cases.
+  grading on the hidden cases;
+- the first planted wrong function's notebook, run as its student runs it: its own total is its grade.
 
 The fast labs run in their quick profile (recorded references decide) with ``make test``; the ones that
 train models run in ``tiny`` (properties decide) with ``make test-grading`` (marker ``harness``).
@@ -25,7 +26,7 @@ import nbformat
 import pytest
 
 from labkit import autograde, cells, release, runner
-from labkit.results import NOTES, Status, totals
+from labkit.results import NOTES, Result, Status, totals
 
 PLANTED = Path(__file__).parent / "planted"
 LABS = {"00_concepts": "quick", "01_sparse_linear": "quick", "02_pruning_resnet20": "tiny",
@@ -129,7 +130,17 @@ def graded(request, tmp_path_factory):
     by_sub = {}
     for r in rows:
         by_sub.setdefault(r.submission.split(f"_{lab}")[0], {})[r.question] = r
-    return lab, profile, catalog, by_sub, downstream, extra, lookups
+    own = {}  # the first planted wrong function's notebook run the way its student runs it
+    for name in list(wrong)[:1]:
+        results = root / f"own-{name}.results.jsonl"
+        try:
+            runner.execute_notebook(folder / f"wrong-{name}_{lab}.ipynb", root / f"own-{name}.ipynb",
+                                    {"PROFILE": profile}, env={"LABKIT_RESULTS": str(results)}, timeout=300)
+        except runner.NotebookFailed:
+            pass  # a run cell that raises: the checks after it still ran
+        lines = results.read_text().splitlines()
+        own[f"wrong-{name}"] = [Result.from_row(json.loads(line)) for line in lines]
+    return lab, profile, catalog, by_sub, downstream, extra, lookups, own
 
 
 def _check_calls(nb, question: str) -> str:
@@ -169,7 +180,7 @@ def test_edited_deleted_and_added_check_cells_gain_nothing(graded):
 
 
 def test_each_planted_wrong_function_loses_its_check_and_what_depends_on_it(graded):
-    _, _, _, subs, downstream, extra, _ = graded
+    _, _, _, subs, downstream, extra, *_ = graded
     cases = {f"wrong-{name}": qs for name, qs in downstream.items()}
     cases |= {f"extra-{label.replace('/', '-')}": qs for label, (_, _, qs) in extra.items()}
     for who, questions in cases.items():
@@ -178,7 +189,15 @@ def test_each_planted_wrong_function_loses_its_check_and_what_depends_on_it(grad
 
 
 def test_a_function_that_returns_the_stored_public_outputs_fails_grading(graded):
-    _, _, catalog, subs, _, _, lookups = graded
+    _, _, catalog, subs, _, _, lookups, _ = graded
     for name, question in lookups.items():
         row = subs[f"lookup-{name}"][question]
         assert row.points == 0 and "hidden cases" in row.message, (name, row)
+
+
+def test_the_notebook_total_is_the_grade_for_a_planted_wrong_function(graded):
+    *_, subs, _, _, _, own = graded
+    for who, results in own.items():
+        points, most = totals(results)
+        assert points < most  # the planted function loses points in the notebook too
+        assert points == score(subs[who])[0], (who, {r.question: r.points for r in results})
