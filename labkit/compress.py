@@ -56,6 +56,7 @@ from torch import nn
 
 from labkit import models, profiles, prune, train
 from labkit.atomic import atomic_open
+from labkit.blanks import student_writes
 from labkit.checks import check_int
 from labkit.huffman import HuffmanError, huffman_decode, huffman_encode, huffman_size
 from labkit.prune import prunable_layers
@@ -106,6 +107,7 @@ def layer_bits(model: nn.Module, bits, name: str = "bits", paper: Mapping[str, i
 # Relative indices
 
 
+@student_writes("06_deep_compression")
 def relative_indices(positions, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Sparse positions (increasing ints >= 0) as gaps of at most 2^index_bits - 1 zeros:
     ``(gaps, filler)`` per stored entry, where gap = zeros skipped since the previous entry (the
@@ -151,6 +153,7 @@ class SharedWeight:
         return SharedWeight(self.codebook.to(device), self.labels.to(device))
 
 
+@student_writes("06_deep_compression")
 def nearest_centroid(values: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """k-means' assignment step in 1-D: for each of ``values`` the index (int64) of the nearest of the
     ascending ``centroids``; a value exactly halfway between two goes to the lower one. Shaped like

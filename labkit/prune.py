@@ -24,6 +24,7 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
+from labkit.blanks import student_writes
 from labkit.checks import check_int
 from labkit.train import Callback, fit
 
@@ -91,6 +92,7 @@ def _prune_at(layer: nn.Module, threshold: torch.Tensor) -> torch.Tensor:
     return mask
 
 
+@student_writes("02_pruning_resnet20")
 def prune_by_percentage(layer: nn.Module, q: float = 70.0) -> torch.Tensor:
     """Prune ``layer.weight`` in place by the handout's rule and return the mask (True = kept).
 
@@ -105,6 +107,7 @@ def prune_by_percentage(layer: nn.Module, q: float = 70.0) -> torch.Tensor:
     return _prune_at(layer, _threshold(weight.detach().abs().flatten(), q))
 
 
+@student_writes("02_pruning_resnet20")
 def global_prune_by_percentage(net: nn.Module, q: float = 70.0) -> dict[str, torch.Tensor]:
     """Like ``prune_by_percentage`` with ONE threshold: the q-th percentile of |w| over all prunable
     layers together, so layers with small weights end up sparser. Returns masks by layer name."""

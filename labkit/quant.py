@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labkit.blanks import student_writes
 from labkit.checks import check_int
 
 MAX_BIT = 16
@@ -42,6 +43,7 @@ def check_bit(bit, symmetric: bool = False) -> None:
                          "level but 0 at 1 bit; use bit >= 2, or asymmetric 1-bit (levels min and max)")
 
 
+@student_writes("03_quantization_resnet20")
 def _scaling(w: torch.Tensor, bit: int, symmetric: bool):
     """``(x, alpha, beta, step)`` of the handout's dynamic scaling: ``x`` is ``w`` in at least float32
     and the quantization levels are alpha k / step + beta for integers k. Asymmetric: alpha = max - min,
@@ -55,6 +57,7 @@ def _scaling(w: torch.Tensor, bit: int, symmetric: bool):
     return x, (x.max() - beta).clamp_min(tiny), beta, 2**bit - 1  # constant w: w_s = 0, w_q = beta = w
 
 
+@student_writes("03_quantization_resnet20")
 def _fake_quant(w: torch.Tensor, bit, symmetric: bool) -> torch.Tensor:
     """The handout's formulas, as tensor ops only (no host sync); computed in at least float32."""
     if bit is None:

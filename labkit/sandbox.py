@@ -39,7 +39,7 @@ from pathlib import Path
 from jupyter_client import AsyncKernelManager
 
 import labkit
-from labkit import HOME, checkpoints
+from labkit import HOME, blanks, checkpoints
 from labkit.atomic import atomic_open
 from labkit.checkpoints import CHECKPOINT_DIR
 from labkit.data import data_root
@@ -156,6 +156,8 @@ def worker_command(folder: Path, channel_dir: Path, memory: int = DEFAULT_MEMORY
     paths = [p for p in python_paths() if p != package.parent]
     args = _base(TMP_SIZE) + _binds([*paths, package, folder], [(channel_dir, channel_dir)],
                                     masked=[package / "references"])
+    for module, blanked in _blanked_modules(package, folder / "blanked"):
+        args += ["--ro-bind", str(blanked), str(module)]
     args += ["--setenv", "HOME", "/tmp", "--chdir", "/tmp"]
     if os.geteuid() == 0:
         uid = worker_uid()
@@ -164,6 +166,22 @@ def worker_command(folder: Path, channel_dir: Path, memory: int = DEFAULT_MEMORY
                 f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
                 *_limits(memory, WORKER_PROCESSES)]
     return [*args, "--", *_limits(memory, _user_tasks() + WORKER_PROCESSES)]
+
+
+def _blanked_modules(package: Path, out: Path) -> list[tuple[Path, Path]]:
+    """``(module, its copy)`` for each module of ``package`` that implements a blank students write, the
+    copy (written to ``out``) with those functions' bodies a ``raise`` (:mod:`labkit.blanks`)."""
+    pairs = []
+    for module in sorted(package.glob("*.py")):
+        source = module.read_text()
+        if f"@{blanks.DECORATOR}(" not in source or (text := blanks.blanked_source(source)) is None:
+            continue
+        out.mkdir(mode=0o755, exist_ok=True)
+        copy = out / module.name
+        copy.write_text(text)
+        copy.chmod(0o644)
+        pairs.append((module, copy))
+    return pairs
 
 
 def worker_uid() -> int:

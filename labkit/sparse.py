@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labkit.blanks import student_writes
 from labkit.checks import check_int, check_number
 
 STEPS = 200
@@ -86,6 +87,7 @@ def loss(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.sum((W @ X.T - y) ** 2, axis=-1)
 
 
+@student_writes("01_sparse_linear")
 def gradient(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
     """dL/dW = sum_i 2 (X_i W - y_i) X_i^T, for W of shape (d,) or for each row of W of shape (..., d)."""
     return 2 * (W @ X.T - y) @ X
@@ -93,12 +95,14 @@ def gradient(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 # ---- the step operators ------------------------------------------------------------------------------
 
+@student_writes("01_sparse_linear")
 def soft_threshold(W, threshold: float) -> np.ndarray:
     """Proximal operator of threshold * ||W||_1: sign(W_i) * max(|W_i| - threshold, 0), elementwise."""
     check_number("threshold", threshold, low=0)
     return _soft(np.asarray(W, dtype=float), threshold)
 
 
+@student_writes("01_sparse_linear")
 def project_topk(W, k: int) -> np.ndarray:
     """Keep the k entries of largest |W_i| along the last axis and zero the rest.
 
@@ -108,6 +112,7 @@ def project_topk(W, k: int) -> np.ndarray:
     return np.where(_largest(W, k), W, 0.0)
 
 
+@student_writes("01_sparse_linear")
 def trimmed_soft_threshold(W, threshold: float, n_penalized: int) -> np.ndarray:
     """Soft-threshold only the ``n_penalized`` entries of smallest |W_i| along the last axis and keep the
     others as they are. The penalized entries are exactly those ``project_topk(W, d - n_penalized)`` zeros
