@@ -1,8 +1,10 @@
-"""Atomic file writes: a crash or an error never leaves a half-written file under the final name."""
+"""Files written whole: a crash or an error never leaves a half-written file under the final name, and one
+writer at a time where several files belong together (a run's executed notebooks and results)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -26,3 +28,19 @@ def atomic_open(path: str | Path, mode: str = "wb"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | Path, what: str):
+    """Hold ``folder``'s writer lock (``folder/.labkit.lock``, created with the folder) while the block runs;
+    if another process holds it, raise BlockingIOError naming ``what`` writes there. The lock goes with the
+    process, so a killed writer never leaves the folder locked."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".labkit.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BlockingIOError(f"another {what} is writing to {folder}: wait for it to end, or write "
+                                  "elsewhere (--out)") from None
+        yield

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import os
 import re
 import tempfile
@@ -215,9 +216,9 @@ def _run_trusted(graded, material: Material, tmp: Path, profile: str, dataset: s
     socket_path = channel_dir / "student.sock"
     worker = start_worker(worker_dir, socket_path, timeout, sandbox, memory) if sources else None
     km = kernel_manager(kernel_dir, sandbox, memory, channel_dir)
-    client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                            kernel_name="python3", resources={"metadata": {"path": str(kernel_dir)}},
-                            on_cell_executed=collect)
+    client = NotebookClient(nb, km=km, timeout=math.ceil(timeout), allow_errors=True,  # whole seconds
+                            interrupt_on_timeout=True, kernel_name="python3",
+                            resources={"metadata": {"path": str(kernel_dir)}}, on_cell_executed=collect)
     env = {**os.environ, grading.SUBMIT_ENV: str(answers), grading.REFERENCES_ENV: str(refs),
            student_code.SOCKET_ENV: str(socket_path), **_thread_env(threads)}
     env.pop(grading.RECORD_ENV, None)

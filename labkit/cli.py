@@ -16,10 +16,15 @@ from labkit.runner import PROFILES, NotebookFailed, execute_notebook, lab_notebo
 
 
 def _train(args) -> int:
-    from labkit.checkpoints import load_checkpoint, pretrained_path
+    from labkit.checkpoints import CHECKPOINT_DIR, load_checkpoint, pretrained_path
     from labkit.pretrain import pretrain
 
+    _positive("--epochs", args.epochs, "a whole number >= 1: a checkpoint trained for 0 epochs is untrained")
     target = args.out or pretrained_path(args.model, args.dataset)
+    committed = Path(target).is_file() and Path(target).resolve().parent == CHECKPOINT_DIR.resolve()
+    if committed and not args.force:
+        raise ValueError(f"{target} is a committed checkpoint (the labs' numbers come from it); allowed is "
+                         "--out elsewhere, or --force to replace it")
     if Path(target).is_file():
         old = load_checkpoint(target)[1]
         print(f"replacing {target} (test accuracy {100 * old.get('accuracy', float('nan')):.2f}%, "
@@ -50,12 +55,30 @@ def _policy_env(args, precision: str) -> dict[str, str]:
     return {"LABKIT_DEVICE": args.device, "LABKIT_PRECISION": args.precision or precision}
 
 
+def _positive(name: str, value, allowed: str = "a number > 0") -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{name} {value:g}: allowed is {allowed}")
+
+
 def _run(args) -> int:
+    from labkit.atomic import exclusive
+
+    _positive("--timeout", args.timeout, "a number of seconds > 0 (leave it out for no limit)")
     out_dir = (args.out or HOME / "runs" / args.profile).resolve()  # kernels run in notebooks/, not here
+    notebooks = find_notebooks(args.notebooks)
+    for nb in notebooks:
+        if (out_dir / nb.name).resolve() == nb.resolve():
+            raise ValueError(f"--out {args.out}: the executed copy of {nb.name} would replace the notebook "
+                             "itself; allowed is another folder")
+    with exclusive(out_dir, "labkit run"):
+        return _run_into(args, notebooks, out_dir)
+
+
+def _run_into(args, notebooks: list[Path], out_dir: Path) -> int:
     params = {"PROFILE": args.profile, "DATASET": args.dataset}
     precision = "auto" if args.profile == "full" else "fp32"  # quick, tiny: the references' precision
     rows, failures = [], 0
-    for nb in find_notebooks(args.notebooks):
+    for nb in notebooks:
         results = out_dir / f"{nb.stem}.results.jsonl"
         results.unlink(missing_ok=True)
         print(f"[labkit run] {nb.name} (profile {args.profile}) ...", flush=True)
@@ -113,6 +136,14 @@ def _tag(args) -> int:
 def _grade(args) -> int:
     from labkit import autograde
 
+    _positive("--timeout", args.timeout, "a number of seconds > 0")
+    _positive("--jobs", args.jobs, "a whole number >= 1")
+    if args.csv is not None:
+        inputs = [Path(p) for p in args.submissions] + ([args.manual] if args.manual else [])
+        if args.csv.suffix == ".ipynb" or args.csv.is_dir() or any(
+                args.csv.resolve() == p.resolve() for p in inputs):
+            raise ValueError(f"--csv {args.csv}: that is a notebook, a folder or one of the inputs; allowed "
+                             "is a new or earlier score file, e.g. grades.csv")
     os.environ.update(_policy_env(args, "fp32"))  # the kernels inherit it
     if args.merge:
         rows = autograde.merge(args.submissions)
@@ -188,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--out", type=Path, help="checkpoint path (default: the registry's)")
+    p.add_argument("--force", action="store_true", help="replace a committed checkpoint")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("run", help="execute notebooks top to bottom with grading into runs/PROFILE/")
@@ -206,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", choices=data.DATASETS,
                    help="the data set the class ran on (default: the profile's); where the kit has no "
                         "reference for it, the property checks grade")
-    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (>= 1)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell before it is interrupted")
     p.add_argument("--shard", help="I/N: grade only this deterministic share of the submissions")
     p.add_argument("--csv", type=Path, help="write rows (submission, question, points, max_points, message)")

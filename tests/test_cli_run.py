@@ -51,3 +51,49 @@ def test_a_relative_out_folder_still_reaches_the_kernel(tmp_path, monkeypatch):
 def test_default_notebooks_are_the_numbered_ones():
     names = [p.name for p in cli.find_notebooks([])]
     assert names == sorted(names) and all(n[:2].isdigit() for n in names) and names
+
+
+def test_run_goes_on_past_a_failing_cell_so_later_checks_still_report(tmp_path):
+    nb = _notebook(tmp_path / "01_x.ipynb", 'raise RuntimeError("planted failure")')
+    nb_doc = nbformat.read(nb, as_version=4)
+    nb_doc.cells.append(nbformat.v4.new_code_cell('print("after the failure")'))
+    nbformat.write(nb_doc, nb)
+    assert cli.main(["run", str(nb), "--out", str(tmp_path / "runs")]) == 1
+    executed = nbformat.read(tmp_path / "runs" / "01_x.ipynb", as_version=4)
+    assert "after the failure" in json.dumps(executed.cells[-1].outputs)
+
+
+def test_run_refuses_to_write_over_its_own_notebook_or_beside_another_run(tmp_path, capsys):
+    nb = _notebook(tmp_path / "01_x.ipynb", "x = 1")
+    before = nb.read_bytes()
+    assert cli.main(["run", str(nb), "--out", str(tmp_path)]) == 2
+    assert "would replace the notebook itself" in capsys.readouterr().err
+    assert nb.read_bytes() == before
+    from labkit.atomic import exclusive
+
+    with exclusive(tmp_path / "runs", "labkit run"):  # another run holds the folder
+        assert cli.main(["run", str(nb), "--out", str(tmp_path / "runs")]) == 2
+    assert "another labkit run is writing to" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "01_x.ipynb").exists()
+    assert cli.main(["run", str(nb), "--out", str(tmp_path / "runs")]) == 0  # the lock went with its holder
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "--timeout", "0"], "--timeout 0: allowed is a number of seconds > 0"),
+    (["grade", "x.ipynb", "--timeout", "-1"], "--timeout -1: allowed is a number of seconds > 0"),
+    (["grade", "x.ipynb", "--jobs", "0"], "--jobs 0: allowed is a whole number >= 1"),
+    (["grade", "x.ipynb", "--csv", "x.ipynb"], "--csv x.ipynb: that is a notebook"),
+    (["grade", "sub", "--csv", "sub"], "--csv sub: that is a notebook, a folder or one of the inputs"),
+    (["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "0"], "--epochs 0: allowed is"),
+    (["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "1"], "is a committed checkpoint"),
+])
+def test_bad_arguments_are_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys, argv,
+                                                                          words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.ipynb").write_text("{}")
+    (tmp_path / "sub").mkdir()
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
