@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from labkit import cells, grading, scoring, student_code
+from labkit import cells, grading, runner, scoring, student_code
 from labkit import sandbox as sandbox_mod
 from labkit.atomic import atomic_open
 from labkit.results import FIELDS, NOTES, Result, Status, totals
@@ -51,20 +51,22 @@ def find_submissions(paths: list[str | Path]) -> list[Path]:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> (I, N) with 1 <= I <= N."""
+    """``"I/N"`` -> (I, N) with 0 <= I <= N: shard I of N, I taken modulo N, so an array counted from 0
+    (``0/8`` .. ``7/8``) and one counted from 1 (``1/8`` .. ``8/8``) both cover every shard once."""
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
         raise ValueError(f"--shard {text!r}: allowed is I/N with whole numbers, e.g. 2/8") from None
-    if not 1 <= i <= n:
-        raise ValueError(f"--shard {text!r}: allowed is I/N with 1 <= I <= N")
+    if not (n >= 1 and 0 <= i <= n):
+        raise ValueError(f"--shard {text!r}: allowed is I/N with N >= 1 and 0 <= I <= N (0 and N are the "
+                         "same shard: count the array from 0 or from 1)")
     return i, n
 
 
 def in_shard(submission: str, shard: tuple[int, int] | None) -> bool:
     """Whether ``submission`` (its name) belongs to shard I of N: by a hash of the name, so every
     machine of a Slurm array or CI matrix agrees without seeing the others' lists."""
-    return shard is None or zlib.crc32(submission.encode()) % shard[1] == shard[0] - 1
+    return shard is None or zlib.crc32(submission.encode()) % shard[1] == shard[0] % shard[1]
 
 
 def lab_of(path: Path, lab: str | None = None, instructor: Path | None = None) -> str:
@@ -219,7 +221,8 @@ def _run_trusted(graded, material: Material, tmp: Path, profile: str, dataset: s
     client = NotebookClient(nb, km=km, timeout=math.ceil(timeout), allow_errors=True,  # whole seconds
                             interrupt_on_timeout=True, kernel_name="python3",
                             resources={"metadata": {"path": str(kernel_dir)}}, on_cell_executed=collect)
-    env = {**os.environ, grading.SUBMIT_ENV: str(answers), grading.REFERENCES_ENV: str(refs),
+    env = {**os.environ, "MPLBACKEND": runner.INLINE_BACKEND,  # plots in the feedback, whatever the TA set
+           grading.SUBMIT_ENV: str(answers), grading.REFERENCES_ENV: str(refs),
            student_code.SOCKET_ENV: str(socket_path), **_thread_env(threads)}
     env.pop(grading.RECORD_ENV, None)
     env.pop(grading.HIDDEN_SEED_ENV, None)
@@ -284,7 +287,8 @@ def _thread_env(threads: int) -> dict[str, str]:
 
 
 def write_feedback(executed, results: list[Result], folder: Path) -> Path:
-    """``<folder>/<submission>.html``: the executed notebook, then its score table (nbconvert's HTML)."""
+    """``<folder>/<submission>.html``: the executed notebook, then its score table (nbconvert's HTML). A
+    submission named with folders (``class/cat/01_....ipynb``) keeps them, so no two share a page."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -301,7 +305,9 @@ def write_feedback(executed, results: list[Result], folder: Path) -> Path:
     nb.cells.append(nbformat.v4.new_markdown_cell("## Grading\n\n" + total + "\n\n" + "\n".join(table)))
     html, _ = HTMLExporter().from_notebook_node(nb)
     name = results[0].submission if results else "submission"
-    path = Path(folder) / (re.sub(r"[^A-Za-z0-9_.\-]", "_", name.removesuffix(".ipynb")) + ".html")
+    parts = [re.sub(r"[^A-Za-z0-9_.\-]", "_", part) for part in Path(name.removesuffix(".ipynb")).parts
+             if part not in ("", ".", "..", "/")] or ["submission"]
+    path = Path(folder).joinpath(*parts[:-1], parts[-1] + ".html")
     with atomic_open(path, "w") as f:
         f.write(html)
     return path

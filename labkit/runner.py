@@ -51,6 +51,11 @@ def _environ(extra: dict[str, str] | None):
                 os.environ[k] = v
 
 
+# Jupyter's own plotting backend: set for every kernel labkit starts, so an MPLBACKEND=Agg in the caller's
+# environment (common on servers) does not leave the executed notebooks without their plots.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
 def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | None = None,
                      env: dict[str, str] | None = None, timeout: float | None = None,
                      progress: bool = False) -> Path:
@@ -66,7 +71,7 @@ def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | N
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} does not exist")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _environ(env):
+    with _environ({"MPLBACKEND": INLINE_BACKEND, **(env or {})}):
         try:
             pm.execute_notebook(str(notebook), str(out), parameters=parameters or {},
                                 cwd=str(notebook.parent), execution_timeout=timeout, progress_bar=False,

@@ -97,3 +97,11 @@ def test_bad_arguments_are_refused_in_one_line_before_anything_is_written(tmp_pa
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1, err
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def test_run_shows_plots_even_where_the_caller_set_a_headless_matplotlib_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = _notebook(tmp_path / "01_plot.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2]);")
+    assert cli.main(["run", str(nb), "--out", str(tmp_path / "runs")]) == 0
+    executed = nbformat.read(tmp_path / "runs" / "01_plot.ipynb", as_version=4)
+    assert any("image/png" in o.get("data", {}) for o in executed.cells[-1].outputs)

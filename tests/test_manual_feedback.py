@@ -61,5 +61,10 @@ def test_feedback_is_the_executed_notebook_and_its_score_table(tmp_path):
     path = autograde.write_feedback(nb, [r.with_(submission="class/jdoe_01.ipynb") for r in _rows()[:3]],
                                     tmp_path)
     html = path.read_text()
-    assert path.name == "class_jdoe_01.html"
+    assert path == tmp_path / "class" / "jdoe_01.html"
     assert "42" in html and "Score: 2 / 2" in html and "answer-c" in html
+    flat = autograde.write_feedback(nb, [r.with_(submission="class_jdoe_01.ipynb") for r in _rows()[:3]],
+                                    tmp_path)
+    odd = autograde.write_feedback(nb, [r.with_(submission="../up/x y.ipynb") for r in _rows()[:3]], tmp_path)
+    assert flat == tmp_path / "class_jdoe_01.html" and path.is_file()  # two pages, not one overwritten
+    assert odd == tmp_path / "up" / "x_y.html"  # never outside the feedback folder

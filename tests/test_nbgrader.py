@@ -48,3 +48,16 @@ def test_nbgrader_generates_autogrades_and_feeds_back(tmp_path, lab):
         assert alice.max_code_score > 0 and alice.code_score == alice.max_code_score  # answers: by hand
         assert bob.score <= 0.1 * bob.max_score
     assert (course / "feedback" / "alice" / "ps1" / f"{lab}.html").is_file()
+
+
+@pytest.mark.parametrize("notebook", runner.lab_notebooks(), ids=lambda p: p.stem)
+def test_nbgrader_generates_every_labs_student_version(tmp_path, notebook):
+    course = tmp_path / "course"
+    (course / "source" / "ps1").mkdir(parents=True)
+    shutil.copy(notebook, course / "source" / "ps1")
+    (course / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
+        "c.CourseDirectory.course_id = 'labkit'\n")
+    nbgrader(course, "generate_assignment", "ps1")  # e.g. a solution marker quoted in a text cell stops it
+    released = (course / "release" / "ps1" / notebook.name).read_text()
+    assert "BEGIN SOLUTION" not in released and "YOUR CODE HERE" in released
