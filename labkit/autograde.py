@@ -18,20 +18,25 @@ from __future__ import annotations
 
 import copy
 import csv
+import ctypes
+import hashlib
 import json
 import math
 import os
 import re
+import signal
 import tempfile
 import zlib
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 from labkit import cells, grading, runner, scoring, student_code
 from labkit import sandbox as sandbox_mod
 from labkit.atomic import atomic_open
+from labkit.journal import Journal, submission_key
 from labkit.results import FIELDS, NOTES, Result, Status, totals
 from labkit.runner import resolve_notebook
 from labkit.sandbox import DEFAULT_MEMORY, kernel_manager
@@ -102,6 +107,13 @@ class Material:
 
     def catalog(self) -> dict:
         return self.references[grading.reference_name(self.lab, "quick", None)]["questions"]
+
+    def digest(self) -> str:
+        """A digest of the notebook and references: a grade made against other material is not reused."""
+        import nbformat
+
+        text = nbformat.writes(self.notebook) + json.dumps(self.references, sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
     def manual(self) -> dict[str, float]:
         """``{grade_id: points}`` of the manually graded answer cells (nbgrader's: markdown cells with
@@ -188,7 +200,12 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
     results += [Result(q, Status.MANUAL, None, p) for q, p in material.manual().items()]
     results = [r.with_(submission=name) for r in results]
     if feedback is not None:
-        write_feedback(executed if executed is not None else nbformat.v4.new_notebook(), results, feedback)
+        try:
+            shown = executed if executed is not None else nbformat.v4.new_notebook()
+            write_feedback(shown, results, feedback)
+        except OSError as exc:  # e.g. a full disk: a note on this submission, not the end of the class
+            results[0] = results[0].with_(message="; ".join(
+                [m for m in (results[0].message, f"feedback page not written ({exc})") if m]))
     return results
 
 
@@ -372,22 +389,61 @@ class _AnswerCollector:
 def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "quick", jobs: int = 1,
           timeout: float = 600.0, shard: tuple[int, int] | None = None, root: Path | None = None,
           instructor: Path | None = None, sandbox: bool = True, memory: int = DEFAULT_MEMORY,
-          feedback: Path | None = None, dataset: str | None = None) -> list[Result]:
+          feedback: Path | None = None, dataset: str | None = None, journal: Journal | None = None,
+          on_graded: Callable[[list[Result], int], None] | None = None) -> list[Result]:
     """Grade the submissions of this shard (run with ``profile`` on ``dataset``), ``jobs`` at a time, each
     in its own process with its share of the cores; results are ordered by submission name, then by the
-    catalog's question order."""
+    catalog's question order. With a ``journal``, each submission's results go there as soon as it is graded,
+    and a submission the journal already holds with the same key (bytes, material, settings) is not graded
+    again. ``on_graded(results so far, submissions left)`` runs before the first and after each one. An
+    interrupt (Ctrl-C, SIGTERM through :func:`labkit.cli.main`) stops every worker at once."""
     root = root or Path.cwd()
     named = [(p, _name(p, root)) for p in submissions]
     chosen = [(p, n, lab_of(p, lab, instructor)) for p, n in named if in_shard(n, shard)]
     material = {lab_name: load_material(lab_name, instructor) for _, _, lab_name in chosen}
-    threads = threads_per_job(jobs)
-    if sandbox and chosen:
+    settings = {"profile": profile, "dataset": dataset, "sandbox": sandbox}
+    keys = {n: submission_key(p, material[lab_name].digest(), settings) for p, n, lab_name in chosen} \
+        if journal is not None else {}
+    earlier = journal.graded() if journal is not None else {}
+    done = {n: [r.with_(submission=n) for r in earlier[keys[n]]]
+            for _, n, _ in chosen if keys.get(n) in earlier}
+    todo = [(p, n, lab_name) for p, n, lab_name in chosen if n not in done]
+
+    def report():
+        if on_graded is not None:
+            on_graded(sorted((r for rs in done.values() for r in rs), key=lambda r: r.submission),
+                      len(chosen) - len(done))
+
+    report()
+    if sandbox and todo:
         check_sandbox(memory)
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads, sandbox,
-                               memory, feedback, dataset) for p, n, lab_name in chosen]
-        results = [f.result() for f in futures]
-    return sorted((r for rs in results for r in rs), key=lambda r: r.submission)
+    threads = threads_per_job(jobs)
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn"),
+                               initializer=_die_with_parent)
+    try:
+        futures = {pool.submit(grade_one, p, material[lab_name], profile, timeout, n, threads, sandbox,
+                               memory, feedback, dataset): n for p, n, lab_name in todo}
+        for future in as_completed(futures):
+            name = futures[future]
+            done[name] = future.result()
+            if journal is not None:
+                journal.append(keys[name], done[name])
+            report()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in active_children():  # the workers of running submissions: stopped now, not awaited
+            child.kill()
+        raise
+    pool.shutdown()
+    return sorted((r for rs in done.values() for r in rs), key=lambda r: r.submission)
+
+
+def _die_with_parent() -> None:
+    """In each grading worker: SIGKILL when the process that started it ends, however it ends (kill -9
+    included), so no worker is left holding a kernel and its memory. Linux's prctl(PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent ended before the call above
+        os._exit(1)
 
 
 def check_sandbox(memory: int = DEFAULT_MEMORY) -> None:
@@ -429,11 +485,25 @@ def read_csv(path: str | Path) -> list[Result]:
                          f"{', '.join(FIELDS)}, as `labkit grade --csv` writes it") from None
 
 
+UNFINISHED = "(unfinished)"  # the submission column of the row that marks a CSV written mid-run
+
+
+def unfinished(left: int) -> Result:
+    """The row that marks a CSV as written while ``left`` submissions were still to grade."""
+    return Result("(partial)", Status.NOTES, 0, 0, submission=UNFINISHED,
+                  message=f"{left} submission(s) not graded yet: this CSV is incomplete; the same command "
+                          "with --resume grades only those")
+
+
 def merge(paths: list[str | Path]) -> list[Result]:
-    """Combine shard CSVs into the results an unsharded run gives (a submission in two shards is an error)."""
+    """Combine shard CSVs into the results an unsharded run gives (a submission in two shards, or a shard
+    CSV written by a run that did not finish, is an error)."""
     by_submission: dict[str, list[Result]] = {}
     for path in paths:
         results = read_csv(path)
+        if any(r.submission == UNFINISHED for r in results):
+            raise ValueError(f"{path} was written by a grading run that did not finish; finish it with "
+                             "--resume")
         for sub in {r.submission for r in results}:
             if sub in by_submission:
                 raise ValueError(f"submission {sub!r} appears in more than one shard CSV ({path})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -144,6 +145,9 @@ def _grade(args) -> int:
                 args.csv.resolve() == p.resolve() for p in inputs):
             raise ValueError(f"--csv {args.csv}: that is a notebook, a folder or one of the inputs; allowed "
                              "is a new or earlier score file, e.g. grades.csv")
+    if args.resume and args.csv is None:
+        raise ValueError("--resume: allowed only with --csv (its journal, CSV.journal, holds what was "
+                         "graded)")
     os.environ.update(_policy_env(args, "fp32"))  # the kernels inherit it
     if args.merge:
         rows = autograde.merge(args.submissions)
@@ -153,10 +157,22 @@ def _grade(args) -> int:
         if args.instructor is None:
             print("labkit grade: NOTE: no --instructor folder: grading with the kit's public references, "
                   "without hidden cases (`labkit release` writes the instructor folder)", file=sys.stderr)
+        journal = on_graded = None
+        if args.csv is not None:
+            from labkit.journal import Journal
+
+            journal = Journal(args.csv.with_name(args.csv.name + ".journal"), resume=args.resume)
+
+            def on_graded(rows, left):  # the CSV is whole at every moment, and says when it is not final
+                autograde.write_csv(rows + ([autograde.unfinished(left)] if left else []), args.csv)
+                graded = len({r.submission for r in rows})
+                print(f"[labkit grade] {graded} graded, {left} to go; {args.csv} is up to date",
+                      file=sys.stderr, flush=True)
         rows = autograde.grade(submissions, lab=args.lab, profile=args.profile, jobs=args.jobs,
                                timeout=args.timeout, shard=shard, instructor=args.instructor,
                                sandbox=not args.no_sandbox, memory=int(args.memory * 2**30),
-                               feedback=args.feedback, dataset=args.dataset)
+                               feedback=args.feedback, dataset=args.dataset, journal=journal,
+                               on_graded=on_graded)
     if args.manual:
         rows = autograde.apply_manual(rows, args.manual)
     if args.csv:
@@ -243,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", help="I/N: grade only this deterministic share of the submissions")
     p.add_argument("--csv", type=Path, help="write rows (submission, question, points, max_points, message)")
     p.add_argument("--merge", action="store_true", help="combine shard CSVs instead of grading")
+    p.add_argument("--resume", action="store_true",
+                   help="with --csv: keep what an earlier run of the same class wrote to CSV.journal and "
+                        "grade only new or changed submissions")
     p.add_argument("--instructor", type=Path,
                    help="instructor folder from `labkit release` (source notebooks, references with hidden "
                         "cases); default: the kit's notebooks and public references")
@@ -283,11 +302,22 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_references)
 
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # a scheduler's kill: cleanup runs as for Ctrl-C
     try:
         return args.func(args)
     except (ValueError, TypeError, LookupError, OSError) as exc:  # a user error: one line, no traceback
         print(f"labkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"labkit {args.command}: stopped" + (f"; {args.csv} holds what was graded (rerun with --resume)"
+                                                  if getattr(args, "csv", None) else ""), file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(*_):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""The grading journal: each submission's results, written to disk the moment it is graded, so a class
+run that is killed, interrupted or fails at its last step loses nothing, and ``labkit grade --resume``
+grades only the submissions that are new or changed.
+
+One JSON line per graded submission: its name, its key (a digest of the submission's bytes, the
+instructor material it was graded against and the run's settings) and its result rows. Lines are appended
+and flushed to disk one at a time; a line cut short by a crash is ignored when the journal is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from labkit.results import Result
+
+
+def submission_key(path: Path, material_digest: str, settings: dict) -> str:
+    """What a submission's grade depends on: its bytes, the material and the settings (profile, data set)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(Path(path).read_bytes())
+    h.update(material_digest.encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+class Journal:
+    """A journal file at ``path``: :meth:`graded` reads what it holds, :meth:`append` adds one submission."""
+
+    def __init__(self, path: str | Path, resume: bool = False):
+        """Open ``path``; unless ``resume``, an earlier journal there is started afresh."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            self.path.write_text("")
+
+    def graded(self) -> dict[str, list[Result]]:
+        """``{key: results}`` of every whole line (the last one wins for a key graded twice)."""
+        found = {}
+        if not self.path.is_file():
+            return found
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                found[entry["key"]] = [Result.from_row(row) for row in entry["rows"]]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+        return found
+
+    def append(self, key: str, results: list[Result]) -> None:
+        """Add one graded submission and flush it to disk before returning."""
+        line = json.dumps({"submission": results[0].submission if results else "", "key": key,
+                           "rows": [r.to_row() for r in results]})
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
