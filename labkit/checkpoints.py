@@ -2,7 +2,9 @@
 
 File layout (one ``torch.save`` dict): ``{"format": FORMAT, "meta": {...}, "state_dict": {...}}``
 with meta keys ``arch``, ``dataset``, ``num_classes``, ``in_channels``, ``accuracy`` (test, 0..1),
-``recipe`` (the TrainConfig as a dict, or any dict), ``torch_version`` and free-form extras.
+``recipe`` (the TrainConfig as a dict, or any dict), ``torch_version``, ``checksum`` (:func:`checksum` of
+the state_dict: loading refuses weights that do not match it, e.g. after a bit flip, which torch's zip
+reader does not notice) and free-form extras.
 
 The pretrained registry (``pretrained_path``): ``checkpoints/<arch>-<dataset>.pt`` under ``labkit.HOME``
 (committed for the offline datasets), else ``checkpoints/cache/`` (``labkit.pretrain`` fills it and
@@ -11,6 +13,7 @@ checks a cached file's provenance before it reuses it).
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -43,6 +46,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, arch: str, dataset: s
             "accuracy": accuracy, "recipe": dict(recipe or {}), "torch_version": str(torch.__version__),
             **extra}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta["checksum"] = checksum(state)
     with atomic_open(path, "wb") as f:
         torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, f)
     return path
@@ -56,15 +60,30 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({exc})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file (saved by something other than labkit)")
     meta = blob["meta"]
+    if "checksum" not in meta:
+        raise CheckpointError(f"checkpoint {path} has no checksum (saved by an older labkit): make it again")
+    if meta["checksum"] != checksum(blob["state_dict"]):
+        raise CheckpointError(f"checkpoint {path} is damaged: its weights do not match the checksum saved "
+                              "with them")
     for key, want in (("arch", arch), ("dataset", dataset)):
         if want is not None and meta[key] != want:
             raise CheckpointError(f"{path} holds {key}={meta[key]!r}, but {key}={want!r} was asked for")
     return blob["state_dict"], meta
+
+
+def checksum(state: dict) -> str:
+    """SHA-256 over a state_dict's names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_model(path: str | Path, *, arch: str | None = None, dataset: str | None = None, device=None,

@@ -73,15 +73,18 @@ def pretrained(arch: str, dataset: str, *, tag: str | None = None, subset=(None,
                epochs: int | None = None, **model_kwargs) -> tuple[nn.Module, dict]:
     """``arch`` trained on ``dataset``: the committed checkpoint where there is one, else the cache's
     (``checkpoints.pretrained_path(arch, dataset, tag)``) if its provenance is the recipe (``epochs``
-    overrides its epochs) on ``subset``, else trained and cached first (minutes on a GPU; see README for
-    CPU times), which the terminal is told. ``model_kwargs`` (e.g. ``nbits=4``) build a quantized variant
-    around the same weights."""
+    overrides its epochs) on ``subset`` and it loads intact, else trained and cached first (minutes on a GPU;
+    see README for CPU times), which the terminal is told. ``model_kwargs`` (e.g. ``nbits=4``) build a
+    quantized variant around the same weights."""
     path = checkpoints.pretrained_path(arch, dataset, tag)
     config = recipe(arch, **({} if epochs is None else {"epochs": epochs}))
     why = None
     if path.is_file() and path.parent == checkpoints.CACHE_DIR:
-        meta = checkpoints.load_checkpoint(path, arch=arch, dataset=dataset)[1]
-        why = provenance_mismatch(meta, config, subset)
+        try:
+            meta = checkpoints.load_checkpoint(path, arch=arch, dataset=dataset)[1]
+            why = provenance_mismatch(meta, config, subset)
+        except checkpoints.CheckpointError as exc:  # truncated, damaged or foreign: made again
+            why = str(exc)
     if why or not path.is_file():
         print(f"pretraining {arch} on {dataset} ({config.epochs} epochs, subset {list(subset)}) into {path}"
               + (f"; the cached one differs: {why}" if why else ""), file=sys.stderr, flush=True)

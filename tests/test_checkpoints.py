@@ -85,3 +85,31 @@ def test_pretraining_is_reproducible_and_labkit_train_says_what_it_replaces(tmp_
     assert cli.main(["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "1", "--device", "cpu",
                      "--out", str(a)]) == 0
     assert f"replacing {a} (test accuracy" in capsys.readouterr().out
+
+
+def test_every_bit_flip_in_the_weights_is_refused_by_name(tmp_path):
+    net, path = _save(tmp_path)
+    blob = torch.load(path, weights_only=True)
+    weight = blob["state_dict"]["conv1.weight"]
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(20):  # a flipped bit anywhere in a weight: a different float, refused
+        flipped = {k: v.clone() for k, v in blob["state_dict"].items()}
+        bits = flipped["conv1.weight"].view(torch.int32)
+        i = int(torch.randint(weight.numel(), (1,), generator=rng))
+        bit = int(torch.randint(32, (1,), generator=rng))
+        bits.view(-1)[i] ^= (1 << bit) if bit < 31 else -(2**31)
+        damaged = tmp_path / "damaged.pt"
+        torch.save({**blob, "state_dict": flipped}, damaged)
+        with pytest.raises(checkpoints.CheckpointError, match="damaged.pt is damaged"):
+            checkpoints.load_checkpoint(damaged)
+    old = tmp_path / "old.pt"
+    torch.save({**blob, "meta": {k: v for k, v in blob["meta"].items() if k != "checksum"}}, old)
+    with pytest.raises(checkpoints.CheckpointError, match="has no checksum"):
+        checkpoints.load_checkpoint(old)
+
+
+def test_the_committed_checkpoints_carry_their_checksum():
+    committed = sorted(checkpoints.CHECKPOINT_DIR.glob("*.pt"))
+    assert committed
+    for path in committed:
+        checkpoints.load_checkpoint(path)  # raises unless the weights match the checksum saved with them

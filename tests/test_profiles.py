@@ -56,6 +56,11 @@ def test_pretraining_on_an_online_data_set_uses_the_profile_and_checks_provenanc
     _, meta = profiles.lab_model(replace(profiles.TINY, pretrain_epochs=2), "lenet5", "mnist")
     assert len(trained) == 2 and meta["recipe"]["epochs"] == 2  # a different recipe: trained again
 
+    path = tmp_path / "checkpoints" / "cache" / "lenet5-mnist-tiny.pt"
+    path.write_bytes(path.read_bytes()[:5000])  # a truncated cache file: trained again, not an error
+    profiles.lab_model(profiles.TINY, "lenet5", "mnist")
+    assert len(trained) == 3
+
 
 def test_provenance_mismatch_names_the_differences():
     from labkit import pretrain
