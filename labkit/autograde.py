@@ -414,9 +414,9 @@ def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "qu
             on_graded(sorted((r for rs in done.values() for r in rs), key=lambda r: r.submission),
                       len(chosen) - len(done))
 
-    report()
     if sandbox and todo:
         check_sandbox(memory)
+    report()
     threads = threads_per_job(jobs)
     pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn"),
                                initializer=_die_with_parent)

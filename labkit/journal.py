@@ -30,16 +30,16 @@ class Journal:
     """A journal file at ``path``: :meth:`graded` reads what it holds, :meth:`append` adds one submission."""
 
     def __init__(self, path: str | Path, resume: bool = False):
-        """Open ``path``; unless ``resume``, an earlier journal there is started afresh."""
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            self.path.write_text("")
+        """A journal at ``path``: with ``resume``, what an earlier run wrote there counts and new lines are
+        added to it; without, an earlier journal is replaced once the first submission is graded (not
+        before: a run that stops at its start leaves it as it was)."""
+        self.path, self.resume, self._started = Path(path), resume, resume
 
     def graded(self) -> dict[str, list[Result]]:
-        """``{key: results}`` of every whole line (the last one wins for a key graded twice)."""
+        """``{key: results}`` of every whole line (the last one wins for a key graded twice); nothing
+        unless resumed."""
         found = {}
-        if not self.path.is_file():
+        if not self.resume or not self.path.is_file():
             return found
         for line in self.path.read_text().splitlines():
             try:
@@ -53,7 +53,9 @@ class Journal:
         """Add one graded submission and flush it to disk before returning."""
         line = json.dumps({"submission": results[0].submission if results else "", "key": key,
                            "rows": [r.to_row() for r in results]})
-        with open(self.path, "a") as f:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a" if self._started else "w") as f:
+            self._started = True
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())

@@ -29,7 +29,10 @@ def test_the_journal_keeps_whole_lines_and_starts_afresh_unless_resumed(tmp_path
         f.write('{"submission": "carol.ipynb", "key": "k3", "rows": [{"quest')  # cut short by a crash
     kept = {"k1": _rows("alice.ipynb", 2), "k2": _rows("bob.ipynb", 0)}
     assert Journal(journal.path, resume=True).graded() == kept
-    assert Journal(journal.path).graded() == {}
+    fresh = Journal(journal.path)
+    assert fresh.graded() == {} and Journal(journal.path, resume=True).graded() == kept  # kept until...
+    fresh.append("k4", _rows("dave.ipynb", 2))
+    assert Journal(journal.path, resume=True).graded() == {"k4": _rows("dave.ipynb", 2)}  # ...a run writes
 
 
 def test_a_submission_key_changes_with_its_bytes_material_and_settings(tmp_path):
