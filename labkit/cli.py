@@ -48,7 +48,7 @@ def _score(path: Path) -> tuple[float, float, list[str]]:
 
     lines = path.read_text().splitlines() if path.is_file() else []
     results = [Result.from_row(json.loads(line)) for line in lines]
-    return (*totals(results), [r.question for r in results if r.status is Status.FAILED])
+    return (*totals(results), [r.question for r in results if r.status in (Status.FAILED, Status.NOT_RUN)])
 
 
 def _policy_env(args, precision: str) -> dict[str, str]:

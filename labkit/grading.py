@@ -267,9 +267,12 @@ class Checker(_Catalog):
 
     def summary(self) -> list[Result]:
         """Print the score table (question, points, max, status, basis) and the total of the counted
-        points, naming the ungraded ones; return the results, one per catalog question."""
-        results = [self._results.get(q, Result(q, Status.NOT_RUN, 0, e["points"]))
-                   for q, e in self._questions.items()]
+        points, naming the ungraded ones; return the results, one per catalog question (a question whose
+        check never ran is ``not run``, and so recorded in the results file)."""
+        for q, e in self._questions.items():  # a check its cell never reached: 0 points, in the results too
+            if q not in self._results:
+                self._keep(Result(q, Status.NOT_RUN, 0, e["points"], message="its check did not run"))
+        results = [self._results[q] for q in self._questions]
         print(format_table(table(results)))
         points, most = totals(results)
         print(f"total: {points:g} / {most:g}")

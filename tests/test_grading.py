@@ -40,11 +40,12 @@ def test_pass_scores_the_points_from_the_reference(tmp_path, monkeypatch, capsys
     g = Grader("nb", references_dir=refs)
     g.check("q1", np.array([1.0, 2.0]) + 1e-10)
     rows = g.summary()
-    assert rows == [Result("q1", Status.PASSED, 2, 2, "reference"), Result("q2", Status.NOT_RUN, 0, 1)]
+    assert rows == [Result("q1", Status.PASSED, 2, 2, "reference"),
+                    Result("q2", Status.NOT_RUN, 0, 1, message="its check did not run")]
     assert "total: 2 / 3" in capsys.readouterr().out
 
 
-def test_failure_raises_a_readable_diff(tmp_path, monkeypatch):
+def test_failure_reports_a_readable_diff(tmp_path, monkeypatch):
     refs = record(tmp_path, monkeypatch, lambda g: g.check("b.W", np.array([1.0, 2.0, 3.0]), points=2,
                                                            atol=1e-9))
     g = Grader("nb", references_dir=refs)
@@ -232,8 +233,9 @@ def test_check_and_check_function_are_not_interchangeable(function_refs):
         Grader("nb", references_dir=function_refs).check("c.topk", 1.0)
 
 
-def test_results_lines_are_appended_per_check(tmp_path, monkeypatch):
-    refs = record(tmp_path, monkeypatch, lambda g: (g.check("q1", 1.0, points=2), g.check("q2", 2.0)))
+def test_results_lines_are_appended_per_check_and_the_summary_adds_the_checks_not_run(tmp_path, monkeypatch):
+    refs = record(tmp_path, monkeypatch, lambda g: (g.check("q1", 1.0, points=2), g.check("q2", 2.0),
+                                                    g.check("q3", 3.0)))
     results = tmp_path / "results.jsonl"
     monkeypatch.setenv(grading.RESULTS_ENV, str(results))
     g = Grader("nb", references_dir=refs)
@@ -243,7 +245,11 @@ def test_results_lines_are_appended_per_check(tmp_path, monkeypatch):
     assert lines[0] == {"notebook": "nb", "profile": "quick", "submission": "", "question": "q1",
                         "status": "passed", "points": 2, "max_points": 2, "basis": "reference", "message": ""}
     assert lines[1]["status"] == "failed" and lines[1]["points"] == 0
-    assert "expected 2.0, got 3.0" in lines[1]["message"]
+    assert "expected 2.0, got 3.0" in lines[1]["message"] and len(lines) == 2
+    g.summary()
+    g.summary()
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(row["question"], row["status"]) for row in lines[2:]] == [("q3", "not run")]  # once
 
 
 def test_changed_questions_uses_the_old_rule():
