@@ -332,8 +332,9 @@ def write_feedback(executed, results: list[Result], folder: Path) -> Path:
 
 def apply_manual(results: list[Result], path: str | Path) -> list[Result]:
     """``results`` with the manual scores of a CSV (columns submission, question, points, and optionally
-    comment) filled into their ``manual`` results. ValueError for a submission or question that has no
-    manual result, or points outside 0..max_points."""
+    comment; :func:`write_manual_template` writes one) filled into their ``manual`` results; a row with no
+    points yet leaves its question pending. ValueError for a submission or question that has no manual
+    result, or points outside 0..max_points."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         scores = list(reader)
@@ -347,6 +348,8 @@ def apply_manual(results: list[Result], path: str | Path) -> list[Result]:
         key = (s["submission"], s["question"])
         if key not in index:
             raise ValueError(f"{path} line {line}: {key[0]!r} has no manually graded question {key[1]!r}")
+        if not (s["points"] or "").strip():  # a template row not scored yet: still pending
+            continue
         row = out[index[key]]
         try:
             points = float(s["points"])
@@ -356,6 +359,37 @@ def apply_manual(results: list[Result], path: str | Path) -> list[Result]:
             raise ValueError(f"{path} line {line}: points={points:g}: allowed is 0 to {row.max_points:g}")
         out[index[key]] = row.with_(points=points, message=(s.get("comment") or "").strip())
     return out
+
+
+def write_manual_template(results: list[Result], out: str | Path) -> None:
+    """The CSV an instructor fills in for :func:`apply_manual`: one row per manually graded question of
+    every submission (submission, question, max_points, points, comment), scores kept where already given."""
+    with atomic_open(out, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", "question", "max_points", "points", "comment"])
+        for r in results:
+            if r.status is Status.MANUAL:
+                writer.writerow([r.submission, r.question, f"{r.max_points:g}",
+                                 "" if r.points is None else f"{r.points:g}", r.message])
+
+
+def write_totals(results: list[Result], out: str | Path) -> None:
+    """One row per submission: submission, lab, automatic, manual (scored so far), total, max (automatic and
+    manual), manual_pending (points not scored yet); every number in ``%g``."""
+    with atomic_open(out, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", "lab", "automatic", "manual", "total", "max", "manual_pending"])
+        for sub in sorted({r.submission for r in results}):
+            rs = [r for r in results if r.submission == sub]
+            manual = [r for r in rs if r.status is Status.MANUAL]
+            auto_points, auto_max = totals([r for r in rs if r.status is not Status.MANUAL])
+            manual_points = sum(r.points for r in manual if r.points is not None)
+            most = auto_max + sum(r.max_points for r in manual)
+            pending = sum(r.max_points for r in manual if r.points is None)
+            lab = next((nb.stem for nb in runner.lab_notebooks() if nb.stem in sub), "")
+            writer.writerow([sub, lab, f"{auto_points:g}", f"{manual_points:g}",
+                             f"{auto_points + manual_points:g}", f"{most:g}", f"{pending:g}"])
+
 
 
 class _AnswerCollector:

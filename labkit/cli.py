@@ -139,12 +139,13 @@ def _grade(args) -> int:
 
     _positive("--timeout", args.timeout, "a number of seconds > 0")
     _positive("--jobs", args.jobs, "a whole number >= 1")
-    if args.csv is not None:
-        inputs = [Path(p) for p in args.submissions] + ([args.manual] if args.manual else [])
-        if args.csv.suffix == ".ipynb" or args.csv.is_dir() or any(
-                args.csv.resolve() == p.resolve() for p in inputs):
-            raise ValueError(f"--csv {args.csv}: that is a notebook, a folder or one of the inputs; allowed "
-                             "is a new or earlier score file, e.g. grades.csv")
+    inputs = [Path(p) for p in args.submissions] + ([args.manual] if args.manual else [])
+    for option, out in (("--csv", args.csv), ("--manual-template", args.manual_template),
+                        ("--totals", args.totals)):
+        if out is not None and (out.suffix == ".ipynb" or out.is_dir()
+                                or any(out.resolve() == p.resolve() for p in inputs)):
+            raise ValueError(f"{option} {out}: that is a notebook, a folder or one of the inputs; allowed "
+                             "is a new or earlier CSV file, e.g. grades.csv")
     if args.resume and args.csv is None:
         raise ValueError("--resume: allowed only with --csv (its journal, CSV.journal, holds what was "
                          "graded)")
@@ -175,6 +176,12 @@ def _grade(args) -> int:
                                on_graded=on_graded)
     if args.manual:
         rows = autograde.apply_manual(rows, args.manual)
+    if args.manual_template:
+        autograde.write_manual_template(rows, args.manual_template)
+        print(f"wrote {args.manual_template}: fill in points (and comments), then pass it as --manual")
+    if args.totals:
+        autograde.write_totals(rows, args.totals)
+        print(f"wrote {args.totals}")
     if args.csv:
         autograde.write_csv(rows, args.csv)
     print(autograde.summary(rows))
@@ -269,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--feedback", type=Path, help="folder for one HTML per submission: notebook + score table")
     p.add_argument("--manual", type=Path,
                    help="CSV of manual scores (submission, question, points[, comment]) merged into the rows")
+    p.add_argument("--manual-template", type=Path,
+                   help="write the CSV of every manually graded question to fill in for --manual")
+    p.add_argument("--totals", type=Path, help="write one row per submission: automatic, manual, total, max")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run kernels unconfined (default: bubblewrap: no network, writes only in its folder)")
     _policy_options(p, "cpu", "fp32: the references' own")

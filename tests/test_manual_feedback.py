@@ -28,6 +28,27 @@ def test_manual_scores_merge_into_the_totals(tmp_path):
     assert autograde.read_csv(out) == rows
 
 
+def test_the_manual_template_lists_every_manual_question_and_reads_back_with_its_blanks_pending(tmp_path):
+    import csv
+
+    template = tmp_path / "manual.csv"
+    autograde.write_manual_template(_rows(), template)
+    lines = list(csv.DictReader(template.open()))
+    assert [(r["submission"], r["question"], r["max_points"], r["points"]) for r in lines] == [
+        ("a.ipynb", "answer-c", "3", ""), ("b.ipynb", "answer-c", "3", "")]
+    lines[0]["points"], lines[0]["comment"] = "2", "clear"
+    with template.open("w", newline="") as f:  # the instructor scores a's answer, leaves b's blank
+        writer = csv.DictWriter(f, list(lines[0]))
+        writer.writeheader()
+        writer.writerows(lines)
+    rows = autograde.apply_manual(_rows(), template)
+    assert rows[2].points == 2 and rows[2].message == "clear" and rows[3].pending
+    totals = tmp_path / "totals.csv"
+    autograde.write_totals(rows, totals)
+    assert [list(r.values()) for r in csv.DictReader(totals.open())] == [
+        ["a.ipynb", "", "2", "2", "4", "5", "0"], ["b.ipynb", "", "0", "0", "0", "3", "3"]]
+
+
 @pytest.mark.parametrize("line, words", [
     ("a.ipynb,c.W,1", "has no manually graded question 'c.W'"),
     ("z.ipynb,answer-c,1", "'z.ipynb' has no manually graded"),
