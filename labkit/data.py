@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -224,13 +225,21 @@ def _make(name: str, train_x, train_y, test_x, test_y) -> Dataset:
 
 def _offline_fashion_mnist(root: Path) -> None:
     """Decompress Debian's Fashion-MNIST into torchvision's raw folder (its gzip files differ
-    byte-wise from torchvision's md5 list, so torchvision must not see them as downloads)."""
+    byte-wise from torchvision's md5 list, so torchvision must not see them as downloads); a file there
+    of another size than the gzip says (a copy cut short) is decompressed again, which stderr is told."""
     raw = root / "FashionMNIST" / "raw"
     for gz in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
         target = raw / gz.name[:-3]
-        if not target.exists():
-            with gzip.open(gz) as src, atomic_open(target) as dst:
-                shutil.copyfileobj(src, dst)
+        with open(gz, "rb") as f:  # gzip's trailer: the uncompressed size (mod 2^32; these are < 50 MB)
+            f.seek(-4, os.SEEK_END)
+            size = int.from_bytes(f.read(4), "little")
+        if target.exists() and target.stat().st_size != size:
+            print(f"{target} is damaged ({target.stat().st_size} bytes, not {size}): decompressing it again "
+                  f"from {gz}", file=sys.stderr)
+        elif target.exists():
+            continue
+        with gzip.open(gz) as src, atomic_open(target) as dst:
+            shutil.copyfileobj(src, dst)
 
 
 def _torchvision(name: str, root: Path, download: bool) -> Dataset:

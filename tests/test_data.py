@@ -112,7 +112,7 @@ def test_missing_dataset_offline_names_paths_and_remedy(tmp_path, monkeypatch):
     assert "cifar10" in msg and str(tmp_path) in msg and "LABKIT_DATA" in msg and "fashion-mnist-mini" in msg
 
 
-def test_offline_fashion_mnist_from_debian_layout(tmp_path, monkeypatch):
+def test_offline_fashion_mnist_from_debian_and_a_damaged_copy_made_again(tmp_path, monkeypatch, capsys):
     import gzip
 
     src = tmp_path / "debian"
@@ -128,6 +128,11 @@ def test_offline_fashion_mnist_from_debian_layout(tmp_path, monkeypatch):
     ds = data.load("fashion-mnist", root=tmp_path / "cache", download=False)
     assert ds.train_x.shape == (20, 1, 28, 28)
     assert np.array_equal(ds.train_x[:, 0].numpy(), images) and ds.train_y.tolist() == labels.tolist()
+    extracted = tmp_path / "cache" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    extracted.write_bytes(extracted.read_bytes()[:1000])  # a copy cut short (a full disk, a kill)
+    again = data.load("fashion-mnist", root=tmp_path / "cache", download=False)
+    assert np.array_equal(again.train_x[:, 0].numpy(), images)  # decompressed again, not an error
+    assert "is damaged" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, shape, hflip", [("cifar10", (3, 32, 32), True),
