@@ -155,7 +155,7 @@ def test_blank_solutions_keeps_indentation_and_refuses_unmatched_markers():
 @pytest.mark.parametrize("argv, words", [
     (["grade", "/etc/hostname"], "labkit grade: error: submission '/etc/hostname' is neither a notebook"),
     (["grade", "--merge", "/etc/hostname"], "is not a labkit grade CSV"),
-    (["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "-1"], "train: error: epochs=-1"),
+    (["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "-1"], "train: error: --epochs -1"),
     (["run", "99_nope"], "labkit run: error: no notebook '99_nope'"),
 ])
 def test_user_errors_are_one_line_and_exit_2(argv, words, capsys):
@@ -166,7 +166,12 @@ def test_user_errors_are_one_line_and_exit_2(argv, words, capsys):
 
 def test_shard_and_lab_arguments():
     assert autograde.parse_shard("2/8") == (2, 8)
-    for bad in ("0/2", "3/2", "a/b", "2"):
+    names = [f"s{i}_01_sparse_linear.ipynb" for i in range(40)]
+    for first in (0, 1):  # a Slurm array counted from 0 or from 1 covers every submission once
+        shards = [autograde.parse_shard(f"{i}/8") for i in range(first, first + 8)]
+        assert sorted(n for s in shards for n in names if autograde.in_shard(n, s)) == sorted(names)
+    assert all(autograde.in_shard(n, (0, 8)) == autograde.in_shard(n, (8, 8)) for n in names)
+    for bad in ("-1/2", "3/2", "1/0", "a/b", "2"):
         with pytest.raises(ValueError, match="--shard"):
             autograde.parse_shard(bad)
     with pytest.raises(ValueError, match="cannot tell which lab"):

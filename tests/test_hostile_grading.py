@@ -67,14 +67,14 @@ def _check_class(lab, rows, canary, honest, before, feedback, full_marks):
     assert totals["hostilesolved"] == totals["honest"], totals
     if full_marks:
         assert totals["honest"][0] == totals["honest"][1], totals
-    shown = {p.name: p.read_text() for p in feedback.glob("*.html")}
-    hostile_page = next(text for name, text in shown.items() if name.startswith("class_hostile_"))
+    shown = {p.name: p.read_text() for p in (feedback / "class").glob("*.html")}
+    hostile_page = next(text for name, text in shown.items() if name.startswith("hostile_"))
     assert "FOUND: [" in hostile_page and "references: 0" in hostile_page  # it searched, found no reference
     assert "fork stopped" in hostile_page and "disk stopped" in hostile_page
     for name, text in shown.items():
         assert f"{canary}-instructor" not in text and f"{canary}-home" not in text, name
         assert f"{canary}-process" not in text, name
-        if not name.startswith("class_honest_"):
+        if not name.startswith("honest_"):
             assert f"{canary}-submission" not in text, name
         assert len(text) < 20 * 2**20, name  # a gigabyte printed shows as at most a few hundred kB
     assert honest.read_bytes() == before
