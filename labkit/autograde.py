@@ -386,10 +386,12 @@ def write_totals(results: list[Result], out: str | Path) -> None:
             manual_points = sum(r.points for r in manual if r.points is not None)
             most = auto_max + sum(r.max_points for r in manual)
             pending = sum(r.max_points for r in manual if r.points is None)
-            lab = next((nb.stem for nb in runner.lab_notebooks() if nb.stem in sub), "")
+            try:
+                lab = lab_of(Path(sub))
+            except ValueError:  # a file named after no lab (graded with --lab)
+                lab = ""
             writer.writerow([sub, lab, f"{auto_points:g}", f"{manual_points:g}",
                              f"{auto_points + manual_points:g}", f"{most:g}", f"{pending:g}"])
-
 
 
 class _AnswerCollector:
@@ -436,8 +438,8 @@ def grade(submissions: list[Path], *, lab: str | None = None, profile: str = "qu
     chosen = [(p, n, lab_of(p, lab, instructor)) for p, n in named if in_shard(n, shard)]
     material = {lab_name: load_material(lab_name, instructor) for _, _, lab_name in chosen}
     settings = {"profile": profile, "dataset": dataset, "sandbox": sandbox}
-    keys = {n: submission_key(p, material[lab_name].digest(), settings) for p, n, lab_name in chosen} \
-        if journal is not None else {}
+    digests = {lab_name: m.digest() for lab_name, m in material.items()} if journal is not None else {}
+    keys = {n: submission_key(p, digests[lab_name], settings) for p, n, lab_name in chosen} if digests else {}
     earlier = journal.graded() if journal is not None else {}
     done = {n: [r.with_(submission=n) for r in earlier[keys[n]]]
             for _, n, _ in chosen if keys.get(n) in earlier}

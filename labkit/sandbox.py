@@ -168,14 +168,19 @@ def worker_command(folder: Path, channel_dir: Path, memory: int = DEFAULT_MEMORY
     return [*args, "--", *_limits(memory, _user_tasks() + WORKER_PROCESSES)]
 
 
+@functools.cache
+def _blanked_sources(package: Path) -> tuple[tuple[Path, str], ...]:
+    """``(module, its blanked source)`` for each module of ``package`` that implements a blank students
+    write (:func:`labkit.blanks.blanked_source`); read and parsed once per grading process."""
+    found = ((module, blanks.blanked_source(module.read_text())) for module in sorted(package.glob("*.py")))
+    return tuple((module, text) for module, text in found if text is not None)
+
+
 def _blanked_modules(package: Path, out: Path) -> list[tuple[Path, Path]]:
     """``(module, its copy)`` for each module of ``package`` that implements a blank students write, the
     copy (written to ``out``) with those functions' bodies a ``raise`` (:mod:`labkit.blanks`)."""
     pairs = []
-    for module in sorted(package.glob("*.py")):
-        source = module.read_text()
-        if f"@{blanks.DECORATOR}(" not in source or (text := blanks.blanked_source(source)) is None:
-            continue
+    for module, text in _blanked_sources(package):
         out.mkdir(mode=0o755, exist_ok=True)
         copy = out / module.name
         copy.write_text(text)
