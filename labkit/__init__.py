@@ -5,9 +5,11 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# Where the kit is published (a placeholder until the course has its own; README "Devices and Colab"):
-# the notebooks' Colab setup cell clones it at REVISION (labkit.runner.colab_setup_source writes that cell).
+# Where the kit is published (placeholders until the course has its own; README "Devices and Colab"):
+# REPOSITORY holds the instructor's kit (solutions included); STUDENT_REPOSITORY what `labkit distribute`
+# writes, which the notebooks' Colab setup cell clones at REVISION (labkit.runner.colab_setup_source).
 REPOSITORY = "https://github.com/labkit-course/labkit"
+STUDENT_REPOSITORY = "https://github.com/labkit-course/labkit-student"
 REVISION = f"v{__version__}"
 
 # The folder that holds data/, checkpoints/, notebooks/ and runs/: $LABKIT_HOME, else the checkout this

@@ -209,6 +209,16 @@ def _release(args) -> int:
     return 1 if failed else 0
 
 
+def _distribute(args) -> int:
+    from labkit import distribution
+    from labkit.runner import resolve_notebook
+
+    out = distribution.write_distribution(args.out, [resolve_notebook(lab).stem for lab in args.labs])
+    print(f"wrote the student distribution {out} (open: {', '.join(sorted(args.labs))}): publish it at "
+          "labkit.STUDENT_REPOSITORY, which the notebooks' Colab setup cell installs")
+    return 0
+
+
 def _policy_options(p: argparse.ArgumentParser, device: str, precision: str) -> None:
     """--device / --precision: the kernels' LABKIT_DEVICE / LABKIT_PRECISION (see labkit.device)."""
     p.add_argument("--device", default=device, help=f"auto, cpu, cuda or cuda:N (default: {device})")
@@ -291,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=PROFILES, default="quick", help="profile the validation grades with")
     p.add_argument("--no-validate", action="store_true", help="skip grading both versions")
     p.set_defaults(func=_release)
+
+    p = sub.add_parser("distribute", help="the kit as students get it: the open labs' blanks a raise, "
+                                          "no answer in its references, their student notebooks")
+    p.add_argument("labs", nargs="+", help="the labs open now (names or paths)")
+    p.add_argument("--out", type=Path, required=True, help="a new folder, or an earlier distribution")
+    p.set_defaults(func=_distribute)
 
     p = sub.add_parser("report", help="export executed notebooks as the handout's report: HTML, and PDF "
                                       "where an engine (headless Chromium or xelatex) is installed")

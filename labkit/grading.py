@@ -40,7 +40,7 @@ from labkit.answers import Rule, compare, decode, describe, encode, encode_answe
 from labkit.atomic import atomic_open
 from labkit.checks import check_number
 from labkit.results import Result, Status, table, totals
-from labkit.scoring import function_problems, judged, value_basis, value_problems
+from labkit.scoring import SEALED, function_problems, is_sealed, judged, value_basis, value_problems
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
 REFERENCES_ENV = "LABKIT_REFERENCES"
@@ -85,15 +85,19 @@ class Recorder:
         self._questions: dict[str, dict] = {}
 
     def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
-              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False) -> None:
+              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False,
+              sealed: bool = False) -> None:
         """Record ``value`` as question ``question_id``'s reference, with its rule (``atol``/``rtol``),
-        ``points``, property (``expect``, from :mod:`labkit.properties`) and ``data_independent`` flag."""
+        ``points``, property (``expect``, from :mod:`labkit.properties`), ``data_independent`` flag and
+        ``sealed`` flag (the value is the answer itself, e.g. a True/False verdict: the student
+        distribution ships it without its expected value, and no message shows it)."""
         entry = {"kind": "value", "points": _check_points(points), "rule": Rule(atol, rtol).to_json(),
                  "expected": encode(value)}
         if expect is not None:
             entry["expect"] = properties.validate(expect)
-        if data_independent:
-            entry["data_independent"] = True
+        for flag, on in (("data_independent", data_independent), ("sealed", sealed)):
+            if on:
+                entry[flag] = True
         self._record(question_id, entry)
 
     def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
@@ -193,7 +197,8 @@ class Answerer(_Catalog):
         self.path = path
 
     def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
-              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False) -> None:
+              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False,
+              sealed: bool = False) -> None:
         """Append ``value`` as the answer to ``question_id`` (the options matter only when recording)."""
         self._entry(question_id, "value")
         self._answer(question_id, "value", encode_answer(value))
@@ -239,8 +244,8 @@ class Checker(_Catalog):
                    for q, e in self._questions.items() if e["kind"] == "value")
 
     def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
-              rtol: float | None = None, expect: dict | None = None,
-              data_independent: bool = False) -> Result:
+              rtol: float | None = None, expect: dict | None = None, data_independent: bool = False,
+              sealed: bool = False) -> Result:
         """Judge ``value`` as question ``question_id`` (see the class docstring; the options matter only
         when recording)."""
         entry = self._entry(question_id, "value")
@@ -249,10 +254,9 @@ class Checker(_Catalog):
         recorded = self._recorded_entry(question_id)
         basis = value_basis(entry, recorded)
         if basis is None:
-            print(f"ungraded {question_id}: {describe(got)} (no reference for this profile / data set "
-                  "and no property)")
-            return self._keep(Result(question_id, Status.UNGRADED, 0, entry["points"],
-                                     message="no reference for this profile / data set and no property"))
+            why = SEALED if is_sealed(entry) else "no reference for this profile / data set and no property"
+            print(f"ungraded {question_id}: {describe(got)} ({why})")
+            return self._keep(Result(question_id, Status.UNGRADED, 0, entry["points"], message=why))
         return self._judge(judged(question_id, entry["points"],
                                   value_problems(entry, recorded, got, self._answers), basis))
 
@@ -277,10 +281,10 @@ class Checker(_Catalog):
         points, most = totals(results)
         print(f"total: {points:g} / {most:g}")
         ungraded = [r for r in results if r.status is Status.UNGRADED]
-        if ungraded:
-            print(f"UNGRADED: {sum(r.max_points for r in ungraded):g} more points in {len(ungraded)} checks "
-                  f"({', '.join(r.question for r in ungraded)}): no reference for this profile / data set "
-                  "and no property to judge them by")
+        for why in dict.fromkeys(r.message for r in ungraded):
+            these = [r for r in ungraded if r.message == why]
+            print(f"UNGRADED: {sum(r.max_points for r in these):g} more points in {len(these)} checks "
+                  f"({', '.join(r.question for r in these)}): {why}")
         return results
 
     def _keep(self, result: Result) -> Result:

@@ -70,6 +70,8 @@ def prunable_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     return layers
 
 
+@student_writes("02_pruning_resnet20", used_by=("03_quantization_resnet20", "05_lenet5_pruning",
+                                                "06_deep_compression"))  # a blank's answer
 def _threshold(magnitudes: torch.Tensor, q: float) -> torch.Tensor:
     """``np.percentile(magnitudes, q)`` (linear interpolation), computed as numpy computes it in the
     tensor's dtype; two ``kthvalue`` calls, so any size works (older ``torch.quantile`` refuses more
@@ -85,6 +87,8 @@ def _threshold(magnitudes: torch.Tensor, q: float) -> torch.Tensor:
     return a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)
 
 
+@student_writes("02_pruning_resnet20", used_by=("03_quantization_resnet20", "05_lenet5_pruning",
+                                                "06_deep_compression"))  # a blank's answer
 def _prune_at(layer: nn.Module, threshold: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         mask = layer.weight.abs() > threshold
@@ -92,7 +96,7 @@ def _prune_at(layer: nn.Module, threshold: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-@student_writes("02_pruning_resnet20")
+@student_writes("02_pruning_resnet20", used_by=("05_lenet5_pruning", "06_deep_compression"))
 def prune_by_percentage(layer: nn.Module, q: float = 70.0) -> torch.Tensor:
     """Prune ``layer.weight`` in place by the handout's rule and return the mask (True = kept).
 
@@ -107,7 +111,7 @@ def prune_by_percentage(layer: nn.Module, q: float = 70.0) -> torch.Tensor:
     return _prune_at(layer, _threshold(weight.detach().abs().flatten(), q))
 
 
-@student_writes("02_pruning_resnet20")
+@student_writes("02_pruning_resnet20", used_by=("03_quantization_resnet20", "06_deep_compression"))
 def global_prune_by_percentage(net: nn.Module, q: float = 70.0) -> dict[str, torch.Tensor]:
     """Like ``prune_by_percentage`` with ONE threshold: the q-th percentile of |w| over all prunable
     layers together, so layers with small weights end up sparser. Returns masks by layer name."""

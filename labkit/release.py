@@ -90,12 +90,13 @@ def release_notebook(source: str | Path, out_dir: str | Path, *, seed: int | Non
         questions = {q: {**e, **({"hidden_cases": hidden[q]} if q in hidden else {})}
                      for q, e in doc["questions"].items()}
         grading.write_json_atomic(instructor / "references" / name, {**doc, "questions": questions})
-    _write(nb, instructor / f"{lab}.ipynb")
-    student_path = _write(student, out_dir / "student" / f"{lab}.ipynb")
+    write_notebook(nb, instructor / f"{lab}.ipynb")
+    student_path = write_notebook(student, out_dir / "student" / f"{lab}.ipynb")
     return Release(lab, student_path, instructor, blanked)
 
 
-def _write(nb, path: Path) -> Path:
+def write_notebook(nb, path: Path) -> Path:
+    """Write ``nb`` to ``path`` atomically; return ``path``."""
     with atomic_open(path, "w") as f:
         nbformat.write(nb, f)
     return path

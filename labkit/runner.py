@@ -84,12 +84,13 @@ def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | N
 
 
 def colab_setup_source() -> str:
-    """The first cell of every notebook: inside Google Colab only, clone ``labkit.REPOSITORY`` at
-    ``labkit.REVISION``, install it and point ``LABKIT_HOME`` at the clone (its data, checkpoints and
-    runs); anywhere else it does nothing. ``tests/test_colab.py`` keeps the notebooks' copies equal."""
-    from labkit import REPOSITORY, REVISION
+    """The first cell of every notebook: inside Google Colab only, clone ``labkit.STUDENT_REPOSITORY`` (the
+    student distribution, :mod:`labkit.distribution`: no answers in it) at ``labkit.REVISION``, install it
+    and point ``LABKIT_HOME`` at the clone (its data, checkpoints and runs); anywhere else it does nothing.
+    ``tests/test_colab.py`` keeps the notebooks' copies equal."""
+    from labkit import REVISION, STUDENT_REPOSITORY
 
-    return f"""# Setup: inside Google Colab, install labkit from its repository; elsewhere this does nothing.
+    return f"""# Setup: inside Google Colab, install labkit's student kit; elsewhere this does nothing.
 import os
 import subprocess
 import sys
@@ -98,6 +99,6 @@ if "google.colab" in sys.modules:
     home = "/content/labkit"
     if not os.path.isdir(home):
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "{REVISION}",
-                        "{REPOSITORY}", home], check=True)
+                        "{STUDENT_REPOSITORY}", home], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", home], check=True)
     os.environ["LABKIT_HOME"] = home  # the clone's data/, checkpoints/ and runs/"""

@@ -7,15 +7,25 @@ counts: there the answers were written by the submission, and the references rea
 from __future__ import annotations
 
 from labkit import properties
-from labkit.answers import Rule, compare, decode
+from labkit.answers import Rule, compare, decode, describe
 from labkit.results import Result, Status
 
 _MAX_PROBLEMS_SHOWN = 5
+SEALED = "sealed: its reference is not shown to students; `labkit grade` judges it"
+
+
+def is_sealed(entry: dict) -> bool:
+    """Whether a value question's answer is its reference itself (a True/False verdict): the student
+    distribution ships it without its expected value and no message ever shows that value."""
+    return bool(entry.get("sealed"))
 
 
 def value_basis(entry: dict, recorded: dict | None) -> str | None:
     """What decides a value question: ``"reference"`` (a reference recorded for the run's profile / data
-    set, or the catalog's for a data-independent question), ``"property"``, or None (ungraded)."""
+    set, or the catalog's for a data-independent question), ``"property"``, or None (ungraded; also a
+    sealed question whose expected value was left out, as in the student distribution)."""
+    if is_sealed(entry) and "expected" not in entry:
+        return None
     if recorded is not None or entry.get("data_independent"):
         return "reference"
     return "property" if "expect" in entry else None
@@ -29,7 +39,10 @@ def value_problems(entry: dict, recorded: dict | None, got, answers: dict) -> li
     if value_basis(entry, recorded) == "property":
         return properties.problems(entry["expect"], got, answers)
     reference = recorded if recorded is not None else entry
-    return compare(reference["expected"], got, Rule.from_json(reference["rule"]))
+    problems = compare(reference["expected"], got, Rule.from_json(reference["rule"]))
+    if problems and is_sealed(entry):  # right or wrong, never the answer
+        return [f"not the reference's answer (got {describe(got)}; a sealed question does not show it)"]
+    return problems
 
 
 def function_problems(entry: dict, outputs: list, name: str | None = None) -> list[str]:

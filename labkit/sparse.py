@@ -17,8 +17,8 @@ whole lab) costs one loop over the steps. Each run comes back as a :class:`Trace
 Every solver takes the functions it is built from as keyword arguments: ``gradient`` (dL/dW) and the step
 operator it uses (``project_topk``, ``soft_threshold`` or ``trimmed_soft_threshold``), by default this
 module's own. A notebook passes the student's functions, so the student's code makes the graded runs; with
-the defaults, all methods run in one vectorized loop (the gradient step is affine), with any other function
-each run's rows go through the given functions one step, one row at a time.
+the defaults, all methods run in one vectorized loop (labkit's functions on every row at once); with any
+other function each run's rows go through the given functions one step, one row at a time.
 """
 
 from __future__ import annotations
@@ -272,14 +272,11 @@ def run(X, y, methods: Sequence[Method], *, steps: int = STEPS, lr: float = LR, 
 
 def _iterate_family(X, y, methods: Sequence[Method], Ws: np.ndarray, lr: float) -> None:
     """Fill Ws[1:] with this module's own step, every method at once (one row each)."""
-    d = X.shape[1]
     lam, threshold, n_kept = (np.array([[getattr(m, field)] for m in methods])  # one row per method
                               for field in ("lam", "threshold", "n_kept"))
-    # The gradient step is affine: W - lr * dL/dW = W - 2 lr (W X^T - y) X = W @ A + b.
-    A, b, lr_lam = np.eye(d) - 2 * lr * X.T @ X, 2 * lr * y @ X, lr * lam
     for k in range(len(Ws) - 1):
         W = Ws[k]
-        Ws[k + 1] = _trimmed(W @ A + b - lr_lam * np.sign(W), threshold, n_kept)
+        Ws[k + 1] = _trimmed(W - lr * (gradient(X, y, W) + lam * np.sign(W)), threshold, n_kept)
 
 
 def _iterate_rows(X, y, methods: Sequence[Method], Ws: np.ndarray, lr: float, functions: dict) -> None:
@@ -367,12 +364,14 @@ def _trace(label: str, W: np.ndarray, losses: np.ndarray) -> Trace:
     return Trace(label, W, losses)
 
 
+@student_writes("01_sparse_linear")  # a blank's answer: blanked with it
 def _soft(W: np.ndarray, threshold) -> np.ndarray:
     """sign(W) * max(|W| - threshold, 0), written as W - clip(W, -threshold, threshold): the same values,
     but zeroed entries come out as +0.0 rather than -0.0, and threshold = inf zeros everything."""
     return W - np.minimum(np.maximum(W, -threshold), threshold)
 
 
+@student_writes("01_sparse_linear")  # a blank's answer: blanked with it
 def _largest(W: np.ndarray, k) -> np.ndarray:
     """Boolean mask of the k entries of largest |W| along the last axis, ties to the lower index; k may be
     an array broadcasting against W[..., :1] (one count per row)."""
@@ -381,6 +380,7 @@ def _largest(W: np.ndarray, k) -> np.ndarray:
     return rank < k
 
 
+@student_writes("01_sparse_linear")  # a blank's answer: blanked with it
 def _trimmed(W: np.ndarray, threshold, n_kept) -> np.ndarray:
     return np.where(_largest(W, n_kept), W, _soft(W, threshold))
 

@@ -1,5 +1,5 @@
 """Write the Colab setup cell (``labkit.runner.colab_setup_source``) as the first cell of every notebook:
-run it after changing ``labkit.REPOSITORY`` or ``labkit.REVISION``, then ``labkit tag``.
+run it after changing ``labkit.STUDENT_REPOSITORY`` or ``labkit.REVISION``, then ``labkit tag``.
 ``tests/test_colab.py`` checks that the notebooks agree with it.
 
     python scripts/colab_setup.py

@@ -38,7 +38,8 @@ def test_blanked_source_keeps_signature_docstring_and_line_numbers_and_raises():
         namespace["gradient"](np.eye(2), np.ones(2), np.zeros(2))
     assert namespace["helper"](1) == 2
     assert blanks.blanked_source("def f():\n    return 1\n") is None
-    assert blanks.marked(SOURCE) == {"gradient": "01_sparse_linear"}
+    assert blanks.marked(SOURCE) == {"gradient": blanks.Mark("01_sparse_linear")}
+    assert blanks.blanked_source(SOURCE, ["02_pruning_resnet20"]) is None  # another lab's: kept
 
 
 def test_every_blank_labkit_implements_under_its_own_name_is_marked_for_its_notebook():

@@ -18,7 +18,8 @@ def test_every_notebook_opens_with_the_colab_setup_cell(path):
 
 def test_setup_cell_names_the_repository_once_and_does_nothing_outside_colab(tmp_path):
     source = colab_setup_source()
-    assert source.count(labkit.REPOSITORY) == 1 and f'"{labkit.REVISION}"' in source
+    assert source.count(labkit.STUDENT_REPOSITORY) == 1 and f'"{labkit.REVISION}"' in source
+    assert f'"{labkit.REPOSITORY}"' not in source  # never the instructor's kit, which holds the solutions
     done = subprocess.run([sys.executable, "-c", source + "\nprint(os.environ.get('LABKIT_HOME'))"],
                           capture_output=True, text=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0 and done.stdout.strip() == "None"
