@@ -195,16 +195,21 @@ def _release(args) -> int:
 
     failed = False
     for source in find_notebooks(args.sources):
+        start = time.perf_counter()
+        print(f"{source.stem}: recording hidden cases (the solution, run once in the tiny profile) ...",
+              flush=True)
         r = release.release_notebook(source, args.out, timeout=args.timeout)
         print(f"released {r.student} (blanked: {', '.join(r.blanked) or 'code outside functions'}); "
-              f"instructor folder {r.instructor}")
+              f"instructor folder {r.instructor} [{time.perf_counter() - start:.0f} s]", flush=True)
         if args.no_validate:
             continue
+        print(f"{source.stem}: validating: grading the solution and the blank student version "
+              f"(profile {args.profile}, sandboxed) ...", flush=True)
         v = release.validate(r, profile=args.profile, timeout=args.timeout)
         print(f"  solution fails {v.solution_failures or 'nothing'}; blank student version scores "
               f"{v.student_points:g}/{v.max_points:g} (at most {100 * release.BLANK_SHARE:g}% allowed) and "
               f"fails {v.student_failures or 'nothing'} (must include {v.expected_student_failures}): "
-              + ("OK" if v.ok else "INVALID"))
+              + ("OK" if v.ok else "INVALID") + f" [{time.perf_counter() - start:.0f} s]", flush=True)
         failed |= not v.ok
     return 1 if failed else 0
 

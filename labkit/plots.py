@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
@@ -262,8 +264,8 @@ def plot_accuracy_vs_cost(curves: dict, xlabels, reference=None, title: str = ""
         for label, points in curves.items():
             xs = [p[k] for p in points.values()]
             (line,) = ax.plot(xs, [100 * p[-1] for p in points.values()], marker="o", label=label)
-            for name, x, p in zip(points, xs, points.values(), strict=True):
-                ax.annotate(name, (x, 100 * p[-1]), textcoords="offset points", xytext=(4, 4), fontsize=7,
+            for name, x, acc in _point_labels(points, k, reference):
+                ax.annotate(name, (x, 100 * acc), textcoords="offset points", xytext=(4, 4), fontsize=7,
                             color=line.get_color())
         if reference is not None:
             ax.plot(reference[k], 100 * reference[-1], marker="*", markersize=12, color="k", linestyle="",
@@ -278,6 +280,23 @@ def plot_accuracy_vs_cost(curves: dict, xlabels, reference=None, title: str = ""
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _point_labels(points: dict, k: int, reference) -> list[tuple[str, float, float]]:
+    """(text, cost k, accuracy) to annotate: points at the same cost share one label ("0%..98%", at the
+    most accurate of them), and a label on the reference star is left out (the legend names it)."""
+    groups: dict[float, list] = {}
+    for name, p in points.items():
+        groups.setdefault(round(math.log(p[k]), 3), []).append((name, p[k], p[-1]))
+    labels = []
+    for group in groups.values():
+        name, x, acc = max(group, key=lambda g: g[2])
+        text = name if len(group) == 1 else f"{group[0][0]}..{group[-1][0]}"
+        near = reference is not None and abs(math.log(x / reference[k])) < 0.02 \
+            and abs(acc - reference[-1]) < 0.01
+        if len(group) > 1 or not near:
+            labels.append((text, x, acc))
+    return labels
 
 
 def plot_channel_pattern(kept: dict, title: str = "") -> plt.Figure:

@@ -111,15 +111,22 @@ def quantize(w: torch.Tensor, bit, symmetric: bool = False) -> torch.Tensor:
         return _fake_quant(w, bit, symmetric)
 
 
-def quantization_levels(w: torch.Tensor, bit: int, symmetric: bool = False) -> torch.Tensor:
-    """The values ``quantize(w, bit, symmetric)`` can give a nonzero element of ``w``, ascending:
-    2^bit levels from min(w) to max(w) (asymmetric), or 2^bit - 1 levels from -max|w| to max|w|
-    through 0 (symmetric); ``bit`` in 1..16 (2..16 when symmetric). Pruned zeros also stay 0."""
+def quantization_levels(w: torch.Tensor, bit: int, symmetric: bool = False, quantizer=None) -> torch.Tensor:
+    """The values ``quantizer(w, bit, symmetric)`` (default labkit's) can give a nonzero element of ``w``,
+    ascending: 2^bit levels from min(w) to max(w) (asymmetric), or 2^bit - 1 levels from -max|w| to max|w|
+    through 0 (symmetric); ``bit`` in 1..16 (2..16 when symmetric). Pruned zeros also stay 0. Read off
+    the quantizer itself: its outputs on nonzero points 1/4 level apart over that range (which has the
+    same dynamic scale as ``w``)."""
     check_int("bit", bit, 1, MAX_BIT)
     _check_weights(w, bit, symmetric)
-    x, alpha, beta, step = _scaling(w.detach(), bit, symmetric)
-    k = torch.arange(-step if symmetric else 0, step + 1, dtype=x.dtype, device=x.device)
-    return (k / step * alpha + beta).to(w.dtype)
+    x = w.detach().to(torch.promote_types(w.dtype, torch.float32)).flatten()
+    top = x.abs().max()
+    lo, hi = (-top, top) if symmetric else (x.min(), x.max())
+    points = torch.linspace(float(lo), float(hi), 2 ** (bit + 2) + 1, dtype=x.dtype)
+    points = points[points != 0]
+    with torch.no_grad():
+        out = (quantizer or _fake_quant)(points, bit, symmetric)
+    return torch.unique(out).to(w.dtype)
 
 
 def zeros_of(quantizer):

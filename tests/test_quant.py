@@ -80,6 +80,16 @@ def test_quantization_levels_hold_exactly_the_quantized_values(symmetric):
             torch.testing.assert_close(levels[-1], w.max())
 
 
+def test_quantization_levels_are_read_off_the_quantizer_given():
+    torch.manual_seed(1)
+    w = torch.randn(32, 5)
+    for symmetric in (False, True):
+        own = quantization_levels(w, 3, symmetric)
+        assert torch.equal(quantization_levels(w, 3, symmetric, quantizer=quantize), own)
+    coarse = quantization_levels(w, 3, quantizer=lambda x, bit, sym: quantize(x, bit - 1, sym))  # a wrong one
+    assert len(coarse) == 4
+
+
 def test_quantization_levels_refuse_what_has_no_levels():
     with pytest.raises(ValueError, match="bit=0"):
         quantization_levels(W, 0)
