@@ -118,9 +118,20 @@ def failure_text(question_id: str, problems: list[str], basis: str = "reference"
 
 
 def _call_text(name: str, args: list, kwargs: dict) -> str:
+    """The call on one line: small arrays as lists, larger ones as their shape, dicts key by key."""
     def show(v):
-        text = repr(v.tolist() if hasattr(v, "tolist") else v)
+        if isinstance(v, dict):
+            text = "{" + ", ".join(f"{k!r}: {show(x)}" for k, x in v.items()) + "}"
+        elif hasattr(v, "shape") and _numel(v) > 8:
+            text = f"<{type(v).__name__} of shape {tuple(v.shape)}>"
+        else:
+            text = " ".join(repr(v.tolist() if hasattr(v, "tolist") else v).split())
         return text if len(text) <= 80 else text[:77] + "..."
 
     parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
+
+
+def _numel(v) -> int:
+    size = v.size() if callable(v.size) else v.size  # torch: a method; numpy: an int
+    return int(size.numel()) if hasattr(size, "numel") else int(size)

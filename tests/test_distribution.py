@@ -131,3 +131,18 @@ def test_a_students_notebook_in_the_distribution(dist, tmp_path):
     assert all(r.status is Status.UNGRADED and "sealed" in r.message for r in verdicts)
     out = (tmp_path / "00" / "out.ipynb").read_text()
     assert "expected True" not in out and "expected False" not in out
+
+
+@pytest.mark.harness
+@pytest.mark.parametrize("lab", ["02_pruning_resnet20", "03_quantization_resnet20", "04_lenet5_lsq",
+                                 "05_lenet5_pruning", "06_deep_compression"])
+def test_each_labs_solution_passes_every_check_in_its_own_distribution(lab, tmp_path):
+    """A student who writes every blank right (the kit's solution) gets every point with only that lab open
+    (its blanks, and the helpers that compute them, a raise): no run of the lab needs labkit's answers."""
+    dist = distribution.write_distribution(tmp_path / "kit", [lab])
+    results = tmp_path / "results.jsonl"
+    runner.execute_notebook(runner.resolve_notebook(lab), tmp_path / "out.ipynb", {"PROFILE": "tiny"},
+                            timeout=600, env={"PYTHONPATH": str(dist), "LABKIT_HOME": str(dist),
+                                              "LABKIT_RESULTS": str(results)})
+    got = [Result.from_row(json.loads(line)) for line in results.read_text().splitlines()]
+    assert got and [r for r in got if r.status not in (Status.PASSED, Status.UNGRADED)] == []

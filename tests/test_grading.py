@@ -385,3 +385,15 @@ def test_score_submission_uses_the_recorded_reference_or_the_property(tmp_path, 
     by_reference = {r.question: r for r in scoring.score_submission(catalog, answers, recorded=catalog)}
     assert by_reference["dense"].status is Status.FAILED and by_reference["free"].counted
     assert by_reference["free"].status is Status.NOT_RUN and by_reference["free"].max_points == 1
+
+
+def test_a_failed_case_shows_its_call_on_one_line_with_large_arrays_as_shapes():
+    from labkit.answers import encode
+    from labkit.scoring import function_problems
+
+    case = {"args": encode([{"conv1": np.zeros((4, 3, 3, 3)), "fc": np.array([1.0, 0.0])}]),
+            "kwargs": encode({}), "expected": encode(1.0)}
+    (problem,) = function_problems({"cases": [case], "rule": "exact", "function": "keep"}, [encode(2.0)])
+    call = "keep({'conv1': <ndarray of shape (4, 3, 3, 3)>, 'fc': [1.0, 0.0]})"
+    assert problem.startswith(f"case 1 of 1, {call}:")
+    assert "\n" not in problem
