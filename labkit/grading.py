@@ -40,7 +40,7 @@ from labkit.answers import Rule, compare, decode, describe, encode, encode_answe
 from labkit.atomic import atomic_open
 from labkit.checks import check_number
 from labkit.results import Result, Status, table, totals
-from labkit.scoring import SEALED, function_problems, is_sealed, judged, value_basis, value_problems
+from labkit.scoring import SEALED, function_problems, is_sealed, judged, unmet, value_basis, value_problems
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
 REFERENCES_ENV = "LABKIT_REFERENCES"
@@ -86,15 +86,23 @@ class Recorder:
 
     def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
               rtol: float | None = None, expect: dict | None = None, data_independent: bool = False,
-              sealed: bool = False) -> None:
+              sealed: bool = False, requires: tuple[str, ...] = ()) -> None:
         """Record ``value`` as question ``question_id``'s reference, with its rule (``atol``/``rtol``),
-        ``points``, property (``expect``, from :mod:`labkit.properties`), ``data_independent`` flag and
+        ``points``, property (``expect``, from :mod:`labkit.properties`), ``data_independent`` flag,
         ``sealed`` flag (the value is the answer itself, e.g. a True/False verdict: the student
-        distribution ships it without its expected value, and no message shows it)."""
+        distribution ships it without its expected value, and no message shows it) and ``requires``
+        (earlier questions that check the model this value is about: its sparsity, bits, channels; the
+        value counts only when they pass, :func:`labkit.scoring.unmet`)."""
         entry = {"kind": "value", "points": _check_points(points), "rule": Rule(atol, rtol).to_json(),
                  "expected": encode(value)}
         if expect is not None:
             entry["expect"] = properties.validate(expect)
+        if requires:
+            unknown = [q for q in requires if q not in self._questions]
+            if isinstance(requires, str) or unknown:
+                raise ValueError(f"requires={requires!r}: allowed is a list of questions checked before "
+                                 f"{question_id!r} (not yet checked: {unknown})")
+            entry["requires"] = list(requires)
         for flag, on in (("data_independent", data_independent), ("sealed", sealed)):
             if on:
                 entry[flag] = True
@@ -198,7 +206,7 @@ class Answerer(_Catalog):
 
     def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
               rtol: float | None = None, expect: dict | None = None, data_independent: bool = False,
-              sealed: bool = False) -> None:
+              sealed: bool = False, requires: tuple[str, ...] = ()) -> None:
         """Append ``value`` as the answer to ``question_id`` (the options matter only when recording)."""
         self._entry(question_id, "value")
         self._answer(question_id, "value", encode_answer(value))
@@ -245,7 +253,7 @@ class Checker(_Catalog):
 
     def check(self, question_id: str, value, *, points: float = 1, atol: float | None = None,
               rtol: float | None = None, expect: dict | None = None, data_independent: bool = False,
-              sealed: bool = False) -> Result:
+              sealed: bool = False, requires: tuple[str, ...] = ()) -> Result:
         """Judge ``value`` as question ``question_id`` (see the class docstring; the options matter only
         when recording)."""
         entry = self._entry(question_id, "value")
@@ -257,8 +265,8 @@ class Checker(_Catalog):
             why = SEALED if is_sealed(entry) else "no reference for this profile / data set and no property"
             print(f"ungraded {question_id}: {describe(got)} ({why})")
             return self._keep(Result(question_id, Status.UNGRADED, 0, entry["points"], message=why))
-        return self._judge(judged(question_id, entry["points"],
-                                  value_problems(entry, recorded, got, self._answers), basis))
+        problems = value_problems(entry, recorded, got, self._answers) or unmet(entry, self._results)
+        return self._judge(judged(question_id, entry["points"], problems, basis))
 
     def check_function(self, question_id: str, fn: Callable, *, inputs: list | None = None, points: float = 1,
                        atol: float | None = None, rtol: float | None = None,

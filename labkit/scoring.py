@@ -45,6 +45,19 @@ def value_problems(entry: dict, recorded: dict | None, got, answers: dict) -> li
     return problems
 
 
+def unmet(entry: dict, results: dict) -> list[str]:
+    """Why a value question does not count although its value may be right: a question it ``requires``
+    (the property of the model it measures: its sparsity, bit width or channel count) did not pass, so the
+    value is not about the model the question sets. ``results``: the run's results so far, by question."""
+    problems = []
+    for q in entry.get("requires", ()):
+        status = results[q].status if q in results else Status.NOT_RUN
+        if status is not Status.PASSED:
+            problems.append(f"counts only when {q!r} passes (the model it measures must be the one the "
+                            f"question sets), and {q!r} is {status}")
+    return problems
+
+
 def function_problems(entry: dict, outputs: list, name: str | None = None) -> list[str]:
     """Problems of a function's encoded outputs on a function question's stored cases, then its hidden
     cases where the entry has them (``name``: the function's, for the messages; default the reference
@@ -98,6 +111,11 @@ def score_submission(questions: dict, answers: list[dict], recorded: dict | None
         else:
             problems = function_problems(entry, answer.get("answer"))
         results.append(judged(q, entry["points"], problems, basis))
+    done = {r.question: r for r in results}
+    for i, r in enumerate(results):  # a second pass: the questions a value requires may come after it
+        missing = unmet(questions[r.question], done) if r.status is Status.PASSED else []
+        if missing:
+            results[i] = judged(r.question, r.max_points, missing, r.basis)
     return results
 
 

@@ -397,3 +397,42 @@ def test_a_failed_case_shows_its_call_on_one_line_with_large_arrays_as_shapes():
     call = "keep({'conv1': <ndarray of shape (4, 3, 3, 3)>, 'fc': [1.0, 0.0]})"
     assert problem.startswith(f"case 1 of 1, {call}:")
     assert "\n" not in problem
+
+
+def test_a_value_about_a_model_counts_only_when_the_model_is_the_one_the_question_sets(tmp_path, monkeypatch):
+    """An accuracy "at 70% sparsity" scores only when the sparsity check passed: in the notebook at once,
+    and in labkit grade's scoring (where the order of the answers does not matter)."""
+    from labkit import properties as P
+
+    refs = record(tmp_path, monkeypatch, lambda g: (
+        g.check("sparsity", 0.7, points=1, expect=P.equals(0.7, atol=0.01)),
+        g.check("accuracy", 0.85, points=2, atol=0.02, expect=P.between(0.5, 1), requires=["sparsity"])))
+    g = Grader("nb", profile="tiny", references_dir=refs)  # properties decide: any accuracy in range passes
+    g.check("sparsity", 0.007)  # a pruning function that prunes 1/100 of what it should
+    failed(g.check("accuracy", 0.9), "counts only when 'sparsity' passes .* 'sparsity' is failed")
+    catalog = json.loads((refs / "nb.quick.json").read_text())["questions"]
+    assert catalog["accuracy"]["requires"] == ["sparsity"]
+    answers_ = [{"question": "accuracy", "kind": "value", "answer": 0.85},
+                {"question": "sparsity", "kind": "value", "answer": 0.007}]
+    for recorded in (None, catalog):  # with and without references
+        rows = {r.question: r for r in scoring.score_submission(catalog, answers_, recorded=recorded)}
+        assert rows["sparsity"].status is Status.FAILED and rows["accuracy"].status is Status.FAILED
+        right = [{**answers_[0]}, {**answers_[1], "answer": 0.7}]
+        rows = {r.question: r for r in scoring.score_submission(catalog, right, recorded=recorded)}
+        assert rows["accuracy"].status is Status.PASSED
+    with pytest.raises(ValueError, match="not yet checked: \\['later'\\]"):
+        record(tmp_path / "x", monkeypatch, lambda g: g.check("first", 1.0, requires=["later"]))
+
+
+def test_a_sealed_verdict_is_never_shown_and_without_its_reference_is_left_to_grading(tmp_path, monkeypatch):
+    from labkit.distribution import public_references
+
+    refs = record(tmp_path, monkeypatch, lambda g: g.check("1.5", False, data_independent=True, sealed=True))
+    message = failed(Grader("nb", references_dir=refs).check("1.5", True), "a sealed question does not")
+    assert "False" not in message  # right or wrong, never the answer
+    doc = json.loads((refs / "nb.quick.json").read_text())
+    student = tmp_path / "student"
+    grading.write_json_atomic(student / "nb.quick.json", public_references(doc))
+    assert "expected" not in json.loads((student / "nb.quick.json").read_text())["questions"]["1.5"]
+    result = Grader("nb", references_dir=student).check("1.5", True)
+    assert result.status is Status.UNGRADED and result.message == scoring.SEALED

@@ -45,3 +45,18 @@ DOWNSTREAM = {
     "keep_pruned_at_zero": ["c.mask_step", "c.sparsity_unchanged", "d.sparsity", "e.total_sparsity"],
     "global_prune_by_percentage": ["e.global_prune_by_percentage", "e.one_threshold"],
 }
+
+# more plausible bugs, each (function, code, questions it must lose)
+EXTRA = {
+    # q passed to np.percentile as a fraction: q=70 prunes 0.7% of each layer. Every value measured on
+    # "the 70% model" requires the sparsity check, so none of them counts, with or without references.
+    "prune_by_percentage/fraction": ("prune_by_percentage", '''def prune_by_percentage(layer, q=70.0):
+    """Prune ``layer.weight`` in place: zero every weight whose |w| is at most the q-th percentile
+    (q in percent) of the layer's |w|."""
+    weight = layer.weight.data.cpu().numpy()
+    threshold = np.percentile(np.abs(weight), q / 100)
+    mask = torch.from_numpy(np.abs(weight) > threshold).to(layer.weight.device)
+    layer.weight.data.mul_(mask)
+''', ["b.prune_by_percentage", "b.sparsity_q70", "b.accuracy", "b.accuracy_q70", "c.best_accuracy",
+      "d.sparsity", "d.best_accuracy", "beyond.sensitivity", "beyond.agp_accuracy"]),
+}

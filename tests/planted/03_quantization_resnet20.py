@@ -57,4 +57,5 @@ EXTRA = {"ste_forward/no_mask": ("ste_forward", '''def ste_forward(w, bit, symme
         R = torch.round(ws * step) / step
         wq = R * abs_max
     return wq
-''', ["a.ste_forward", "a.zero_pattern", "d.pruned_zeros_still_zero"])}
+''', ["a.ste_forward", "a.zero_pattern", "d.pruned_zeros_still_zero",
+                     "d.accuracy_before", "d.accuracy_after"])}
