@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import signal
 import tempfile
 import zlib
@@ -36,8 +35,9 @@ from pathlib import Path
 from labkit import cells, grading, runner, scoring, student_code
 from labkit import sandbox as sandbox_mod
 from labkit.atomic import atomic_open
+from labkit.feedback import write_page as feedback_page
 from labkit.journal import Journal, submission_key
-from labkit.results import FIELDS, NOTES, Result, Status, totals
+from labkit.results import FIELDS, NOTES, Result, Status, split_totals, totals
 from labkit.runner import resolve_notebook
 from labkit.sandbox import DEFAULT_MEMORY, kernel_manager
 
@@ -178,8 +178,8 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
     here against ``material``: one :class:`~labkit.results.Result` per catalog question, after a ``notes``
     one (question ``(notebook)``) whose message says what was put back or could not be matched. Manually
     graded answer cells get a ``manual`` result each, its points pending. With ``feedback`` (a folder)
-    the executed notebook (the student's cells shown with their own source) and its score table are
-    written there as HTML (:func:`write_feedback`). The trusted kernel sees only a stripped copy of the
+    the executed notebook (the student's cells shown with their own source) and its marks are written
+    there (:func:`labkit.feedback.write_page`). The trusted kernel sees only a stripped copy of the
     references (:func:`kernel_copy`)."""
     import nbformat
 
@@ -202,7 +202,7 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
     if feedback is not None:
         try:
             shown = executed if executed is not None else nbformat.v4.new_notebook()
-            write_feedback(shown, results, feedback)
+            feedback_page(shown, results, feedback)
         except OSError as exc:  # e.g. a full disk: a note on this submission, not the end of the class
             results[0] = results[0].with_(message="; ".join(
                 [m for m in (results[0].message, f"feedback page not written ({exc})") if m]))
@@ -303,33 +303,6 @@ def _thread_env(threads: int) -> dict[str, str]:
     return {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def write_feedback(executed, results: list[Result], folder: Path) -> Path:
-    """``<folder>/<submission>.html``: the executed notebook, then its score table (nbconvert's HTML). A
-    submission named with folders (``class/cat/01_....ipynb``) keeps them, so no two share a page."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    table = ["| question | status | points | max | message |", "|---|---|---|---|---|"]
-    for r in results:
-        message = r.message.replace("|", "\\|").replace("\n", "<br>")
-        points = "" if r.points is None else f"{r.points:g}"
-        table.append(f"| {r.question} | {r.status} | {points} | {r.max_points:g} | {message} |")
-    points, most = totals(results)
-    total = f"**Score: {points:g} / {most:g}**"
-    if any(r.pending for r in results):
-        total += " (manually graded answers not scored yet)"
-    nb = nbformat.from_dict(copy.deepcopy(dict(executed)))
-    nb.cells.append(nbformat.v4.new_markdown_cell("## Grading\n\n" + total + "\n\n" + "\n".join(table)))
-    html, _ = HTMLExporter().from_notebook_node(nb)
-    name = results[0].submission if results else "submission"
-    parts = [re.sub(r"[^A-Za-z0-9_.\-]", "_", part) for part in Path(name.removesuffix(".ipynb")).parts
-             if part not in ("", ".", "..", "/")] or ["submission"]
-    path = Path(folder).joinpath(*parts[:-1], parts[-1] + ".html")
-    with atomic_open(path, "w") as f:
-        f.write(html)
-    return path
-
-
 def apply_manual(results: list[Result], path: str | Path) -> list[Result]:
     """``results`` with the manual scores of a CSV (columns submission, question, points, and optionally
     comment; :func:`write_manual_template` writes one) filled into their ``manual`` results; a row with no
@@ -380,18 +353,13 @@ def write_totals(results: list[Result], out: str | Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["submission", "lab", "automatic", "manual", "total", "max", "manual_pending"])
         for sub in sorted({r.submission for r in results}):
-            rs = [r for r in results if r.submission == sub]
-            manual = [r for r in rs if r.status is Status.MANUAL]
-            auto_points, auto_max = totals([r for r in rs if r.status is not Status.MANUAL])
-            manual_points = sum(r.points for r in manual if r.points is not None)
-            most = auto_max + sum(r.max_points for r in manual)
-            pending = sum(r.max_points for r in manual if r.points is None)
+            t = split_totals([r for r in results if r.submission == sub])
             try:
                 lab = lab_of(Path(sub))
             except ValueError:  # a file named after no lab (graded with --lab)
                 lab = ""
-            writer.writerow([sub, lab, f"{auto_points:g}", f"{manual_points:g}",
-                             f"{auto_points + manual_points:g}", f"{most:g}", f"{pending:g}"])
+            numbers = (t.automatic, t.manual, t.total, t.most, t.pending)
+            writer.writerow([sub, lab, *(f"{v:g}" for v in numbers)])
 
 
 class _AnswerCollector:

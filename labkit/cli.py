@@ -176,6 +176,8 @@ def _grade(args) -> int:
                                on_graded=on_graded)
     if args.manual:
         rows = autograde.apply_manual(rows, args.manual)
+        if args.feedback:  # the pages written while grading (or before --resume) had no manual marks yet
+            _rebuild_feedback(rows, args.feedback)
     if args.manual_template:
         autograde.write_manual_template(rows, args.manual_template)
         print(f"wrote {args.manual_template}: fill in points (and comments), then pass it as --manual")
@@ -187,6 +189,26 @@ def _grade(args) -> int:
     print(autograde.summary(rows))
     if args.csv:
         print(f"wrote {args.csv}")
+    return 0
+
+
+def _rebuild_feedback(rows, folder: Path) -> None:
+    from labkit import feedback
+
+    written, missing = feedback.rebuild(rows, folder)
+    print(f"wrote {len(written)} feedback pages in {folder}")
+    if missing:
+        raise ValueError(f"no executed notebook under {folder} for {len(missing)} submissions ({missing[0]}, "
+                         "...): grade them with --feedback into this folder first")
+
+
+def _feedback(args) -> int:
+    from labkit import autograde
+
+    rows = autograde.merge(args.grades)
+    if args.manual:
+        rows = autograde.apply_manual(rows, args.manual)
+    _rebuild_feedback(rows, args.out)
     return 0
 
 
@@ -288,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="instructor folder from `labkit release` (source notebooks, references with hidden "
                         "cases); default: the kit's notebooks and public references")
     p.add_argument("--memory", type=float, default=6.0, help="GiB of memory per submission's kernel")
-    p.add_argument("--feedback", type=Path, help="folder for one HTML per submission: notebook + score table")
+    p.add_argument("--feedback", type=Path, help="folder for one HTML page per submission: its notebook "
+                   "with every mark (and the executed notebook, for labkit feedback)")
     p.add_argument("--manual", type=Path,
                    help="CSV of manual scores (submission, question, points[, comment]) merged into the rows")
     p.add_argument("--manual-template", type=Path,
@@ -298,6 +321,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="run kernels unconfined (default: bubblewrap: no network, writes only in its folder)")
     _policy_options(p, "cpu", "fp32: the references' own")
     p.set_defaults(func=_grade)
+
+    p = sub.add_parser("feedback", help="write the feedback pages again from grades (e.g. after manual "
+                                        "marks), without regrading")
+    p.add_argument("grades", nargs="+", type=Path, help="grade CSVs (labkit grade --csv; shards are merged)")
+    p.add_argument("--out", type=Path, required=True, help="the --feedback folder the class was graded into")
+    p.add_argument("--manual", type=Path, help="CSV of manual scores and comments (as labkit grade --manual)")
+    p.set_defaults(func=_feedback)
 
     p = sub.add_parser("release", help="student versions: solutions blanked, outputs stripped, validated")
     p.add_argument("sources", nargs="+", help="solution notebooks (names or paths)")

@@ -92,6 +92,34 @@ def totals(results: list[Result]) -> tuple[float, float]:
     return sum(r.points for r in counted), sum(r.max_points for r in counted)
 
 
+@dataclass(frozen=True)
+class Totals:
+    """A submission's points by kind: automatic checks, written answers marked so far, and the written
+    answers' points not marked yet (counted in ``most``, not in ``total``)."""
+
+    automatic: float
+    automatic_max: float
+    manual: float
+    manual_max: float
+    pending: float
+
+    @property
+    def total(self) -> float:
+        return self.automatic + self.manual
+
+    @property
+    def most(self) -> float:
+        return self.automatic_max + self.manual_max
+
+
+def split_totals(results: list[Result]) -> Totals:
+    """The :class:`Totals` of one submission's results."""
+    manual = [r for r in results if r.status is Status.MANUAL]
+    automatic, automatic_max = totals([r for r in results if r.status is not Status.MANUAL])
+    return Totals(automatic, automatic_max, sum(r.points for r in manual if r.points is not None),
+                  sum(r.max_points for r in manual), sum(r.max_points for r in manual if r.points is None))
+
+
 def table(results: list[Result], with_submission: bool = False) -> list[dict]:
     """Rows for :func:`labkit.grading.format_table`: question, points, max, status, basis."""
     rows = []

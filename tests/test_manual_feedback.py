@@ -4,7 +4,7 @@ manual scores fills them in, and each submission's feedback is one HTML page wit
 import nbformat
 import pytest
 
-from labkit import autograde
+from labkit import autograde, feedback
 from labkit.results import NOTES, Result, Status
 
 
@@ -79,13 +79,51 @@ def test_feedback_is_the_executed_notebook_and_its_score_table(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("print(41 + 1)", outputs=[
         nbformat.v4.new_output("stream", name="stdout", text="42\n")])]
-    path = autograde.write_feedback(nb, [r.with_(submission="class/jdoe_01.ipynb") for r in _rows()[:3]],
-                                    tmp_path)
+    path = feedback.write_page(nb, [r.with_(submission="class/jdoe_01.ipynb") for r in _rows()[:3]], tmp_path)
     html = path.read_text()
-    assert path == tmp_path / "class" / "jdoe_01.html"
-    assert "42" in html and "Score: 2 / 2" in html and "answer-c" in html
-    flat = autograde.write_feedback(nb, [r.with_(submission="class_jdoe_01.ipynb") for r in _rows()[:3]],
-                                    tmp_path)
-    odd = autograde.write_feedback(nb, [r.with_(submission="../up/x y.ipynb") for r in _rows()[:3]], tmp_path)
+    assert path == tmp_path / "class" / "jdoe_01.html" and path.with_suffix(".ipynb").is_file()
+    assert "42" in html and "Score: 2 / 5" in html and "answer-c" in html
+    flat = feedback.write_page(nb, [r.with_(submission="class_jdoe_01.ipynb") for r in _rows()[:3]], tmp_path)
+    odd = feedback.write_page(nb, [r.with_(submission="../up/x y.ipynb") for r in _rows()[:3]], tmp_path)
     assert flat == tmp_path / "class_jdoe_01.html" and path.is_file()  # two pages, not one overwritten
     assert odd == tmp_path / "up" / "x_y.html"  # never outside the feedback folder
+
+
+def test_every_mark_is_shown_at_its_cell_and_the_pages_are_rebuilt_with_manual_marks(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    check = nbformat.v4.new_code_cell('grader.check("c.W", W)', outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="answered c.W (scored by `labkit grade`)\n")])
+    answer = nbformat.v4.new_markdown_cell("My answer.", metadata={"nbgrader": {
+        "grade": True, "solution": True, "grade_id": "answer-c", "points": 3}})
+    nb.cells = [check, answer]
+    rows = [r.with_(message="case 1 of 1, f(<ndarray of shape (9,)>): differs") if r.question == "c.W"
+            else r for r in _rows()[:3]]
+    rows[1] = rows[1].with_(status=Status.FAILED, points=0)
+    page = feedback.write_page(nb, rows, tmp_path)
+    html = page.read_text()
+    assert html.index("c.W</strong>: <strong>0 / 2</strong>, failed") < html.index("My answer.")
+    assert "&lt;ndarray of shape (9,)&gt;" in html  # the message as written, not read as a tag
+    assert "marked by hand: score pending" in html and "Score: 0 / 5" in html
+    scores = tmp_path / "manual.csv"
+    scores.write_text("submission,question,points,comment\na.ipynb,answer-c,2.5,clear and right\n")
+    written, missing = feedback.rebuild(autograde.apply_manual(rows, scores), tmp_path)
+    html = page.read_text()
+    assert written == [page] and missing == []
+    assert "marked by hand: <strong>2.5 / 3</strong>" in html and "clear and right" in html
+    assert "Score: 2.5 / 5" in html and "written answers 2.5 / 3" in html
+    assert feedback.rebuild([r.with_(submission="z.ipynb") for r in rows], tmp_path) == ([], ["z.ipynb"])
+
+
+def test_labkit_feedback_rebuilds_the_pages_from_the_grades_csv(tmp_path, capsys):
+    from labkit import cli
+
+    nb = nbformat.v4.new_notebook()
+    rows = _rows()[:3]
+    page = feedback.write_page(nb, rows, tmp_path / "fb")
+    grades, scores = tmp_path / "grades.csv", tmp_path / "manual.csv"
+    autograde.write_csv(rows, grades)
+    scores.write_text("submission,question,points,comment\na.ipynb,answer-c,3,\n")
+    assert cli.main(["feedback", str(grades), "--out", str(tmp_path / "fb"), "--manual", str(scores)]) == 0
+    assert "Score: 5 / 5" in page.read_text()
+    assert cli.main(["feedback", str(grades), "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "no executed notebook under" in capsys.readouterr().err
