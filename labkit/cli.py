@@ -263,6 +263,9 @@ def _report(args) -> int:
             print(f"labkit report: error: {exc}", file=sys.stderr)
             return 2
         print(f"wrote {r.html}; " + (f"{r.pdf} (PDF engine: {r.engine})" if r.pdf else f"no PDF: {r.note}"))
+        if r.errors:  # the report shows them where they happened; say so before it is handed in
+            print(f"  NOTE: {len(r.errors)} cells of {notebook} raised an error (shown in the report): "
+                  + "; ".join(r.errors[:3]) + (" ..." if len(r.errors) > 3 else ""), file=sys.stderr)
     return 0
 
 

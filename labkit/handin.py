@@ -19,6 +19,8 @@ from pathlib import Path
 
 import nbformat
 
+from labkit.atomic import atomic_open
+
 HOW_TO_GET_ONE = ("for PDF install an engine: TeX (Debian: `apt-get install texlive-xetex "
                   "texlive-fonts-recommended texlive-plain-generic pandoc`) or a headless browser "
                   "(`pip install 'nbconvert[webpdf]' && playwright install chromium`, which downloads "
@@ -62,6 +64,17 @@ class Report:
     pdf: Path | None
     engine: str | None  # the PDF engine that made ``pdf``
     note: str  # why there is no PDF ("" when there is one)
+    errors: list[str]  # the cells that raised, as "cell N: Error: message" (the report shows them)
+
+
+def cell_errors(nb) -> list[str]:
+    """``cell N: Error: message`` for each code cell whose run raised (N: its place in the notebook)."""
+    found = []
+    for n, cell in enumerate(nb.cells, 1):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "error":
+                found.append(f"cell {n}: {out.get('ename')}: {str(out.get('evalue'))[:120]}")
+    return found
 
 
 def read_executed(path: str | Path):
@@ -91,7 +104,9 @@ def export(notebook: str | Path, out_dir: str | Path | None = None, *, engines: 
     out = Path(out_dir) if out_dir is not None else path.parent
     out.mkdir(parents=True, exist_ok=True)
     html = out / f"{path.stem}.html"
-    html.write_text(HTMLExporter().from_notebook_node(nb)[0], encoding="utf-8")
+    with atomic_open(html, "wb") as f:  # a full disk leaves no half page
+        f.write(HTMLExporter().from_notebook_node(nb)[0].encode("utf-8"))
+    errors = cell_errors(nb)
     engines = installed_engines() if engines is None else engines
     failures = []
     for engine in engines:
@@ -101,10 +116,11 @@ def export(notebook: str | Path, out_dir: str | Path | None = None, *, engines: 
             failures.append(f"{engine} failed: {(str(exc).strip() or type(exc).__name__).splitlines()[0]}")
             continue
         pdf = out / f"{path.stem}.pdf"
-        pdf.write_bytes(data)
-        return Report(html, pdf, engine, "")
+        with atomic_open(pdf, "wb") as f:
+            f.write(data)
+        return Report(html, pdf, engine, "", errors)
     note = "; ".join(failures) if failures else "no PDF engine is installed"
     note = f"{note}; {HOW_TO_GET_ONE}"
     if require_pdf:
         raise NoPdfEngine(f"no PDF for {path.name}: {note}")
-    return Report(html, None, None, note)
+    return Report(html, None, None, note, errors)

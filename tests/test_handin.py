@@ -84,3 +84,17 @@ def test_the_command_says_which_engine_or_why_none_and_exits_2_only_when_pdf_was
     assert cli.main(["report", str(executed), "--out", str(tmp_path / "r"), "--pdf"]) == 0
     assert "(PDF engine: latex)" in capsys.readouterr().out
     assert (tmp_path / "r" / f"{executed.stem}.pdf").is_file()
+
+
+def test_a_report_with_failed_cells_shows_them_and_the_command_says_so(tmp_path, capsys):
+    failing = new_code_cell("prune_by_percentage(layer)", execution_count=1, outputs=[new_output(
+        "error", ename="NotImplementedError", evalue="", traceback=["NotImplementedError"])])
+    later = new_code_cell("print('later check')", execution_count=2,
+                          outputs=[new_output("stream", name="stdout", text="pass c.W (2/2 points)\n")])
+    path = tmp_path / "mine_02_pruning_resnet20.ipynb"
+    nbformat.write(new_notebook(cells=[new_markdown_cell("intro"), failing, later]), path)
+    report = handin.export(path, engines=[])
+    assert report.errors == ["cell 2: NotImplementedError: "]
+    assert "pass c.W" in report.html.read_text()  # the cells after the error are in the report
+    assert cli.main(["report", str(path)]) == 0
+    assert "1 cells of" in capsys.readouterr().err
