@@ -467,11 +467,16 @@ def _name(path: Path, root: Path) -> str:
 
 
 def write_csv(results: list[Result], out: str | Path) -> None:
-    """Write results as CSV (columns :data:`labkit.results.FIELDS`) atomically."""
+    """Write results as CSV (columns :data:`labkit.results.FIELDS`) atomically, every number in ``%g``
+    (a result read back from the journal writes as it did the first time)."""
+    def row(r: Result) -> dict:
+        out = r.to_row()
+        return out | {k: f"{out[k]:g}" for k in ("points", "max_points") if out[k] != ""}
+
     with atomic_open(out, "w") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
-        writer.writerows(r.to_row() for r in results)
+        writer.writerows(row(r) for r in results)
 
 
 def read_csv(path: str | Path) -> list[Result]:

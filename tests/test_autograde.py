@@ -90,7 +90,7 @@ def test_every_submission_gets_a_feedback_page_with_its_score(graded):
     pages = sorted(p.name for p in (root / "feedback" / "subs").glob("*.html"))
     assert pages == [f"{who}_01_sparse_linear.html" for who in ("alice", "bob", "carol")]
     full = sum(e["points"] for e in autograde.load_material("01_sparse_linear").catalog().values())
-    assert f"Score: {full} / {full}" in (root / "feedback" / "subs" / pages[0]).read_text()
+    assert f"automatic {full} / {full}" in (root / "feedback" / "subs" / pages[0]).read_text()
 
 
 def test_planted_bug_loses_exactly_its_question_and_tampering_gains_nothing(graded):
