@@ -5,7 +5,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-unit test-grading full data-full lint bench sandbox
+.PHONY: run test test-unit test-grading full data-full lint bench sandbox kernel
 
 $(BIN)/labkit: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,7 +18,7 @@ run: $(BIN)/labkit
 
 # Grading in Jupyter kernels (sandboxed), nbgrader, notebooks 00 and 01 through the release/grade harness,
 # and the unit tests.
-test: $(BIN)/labkit sandbox
+test: $(BIN)/labkit sandbox kernel
 	$(BIN)/pytest -m "not harness"
 
 # The unit tests alone: no Jupyter kernel, no nbgrader (marker ``slow`` excluded).
@@ -30,6 +30,11 @@ test-unit: $(BIN)/labkit sandbox
 # (tests/test_standin_grading.py, quick profile).
 test-grading: $(BIN)/labkit sandbox
 	$(BIN)/pytest -m harness
+
+# A Jupyter kernel named "labkit" that runs this environment's Python, for tools that live elsewhere (an
+# nbgrader installed in its own environment: c.ExecutePreprocessor.kernel_name = "labkit").
+kernel: $(BIN)/labkit
+	$(BIN)/python -m ipykernel install --user --name labkit --display-name "Python (labkit)" >/dev/null
 
 # labkit grade confines each submission's kernel with bubblewrap (Debian's package).
 sandbox:

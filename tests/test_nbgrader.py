@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from labkit import runner
@@ -61,3 +62,41 @@ def test_nbgrader_generates_every_labs_student_version(tmp_path, notebook):
     nbgrader(course, "generate_assignment", "ps1")  # e.g. a solution marker quoted in a text cell stops it
     released = (course / "release" / "ps1" / notebook.name).read_text()
     assert "BEGIN SOLUTION" not in released and "YOUR CODE HERE" in released
+
+
+def test_nbgrader_and_labkit_grade_give_each_question_the_same_points(tmp_path):
+    """One question per autograded cell: nbgrader scores a cell all or nothing, so its per-cell points are
+    labkit grade's per-question points, for a planted wrong function too (01: the gradient without its
+    factor 2, which loses some value checks of a run and keeps others)."""
+    from nbgrader.api import Gradebook
+    from test_student_grading import planted, with_function
+
+    from labkit import autograde, cells
+
+    lab = "01_sparse_linear"
+    _, _, extra = planted(lab)
+    name, code, _ = extra["gradient/no-factor-2"]
+    wrong = with_function(nbformat.read(runner.resolve_notebook(lab), as_version=4), name, code)
+    course = tmp_path / "course"
+    (course / "source" / "ps1").mkdir(parents=True)
+    shutil.copy(runner.resolve_notebook(lab), course / "source" / "ps1")
+    (course / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
+        "c.CourseDirectory.course_id = 'labkit'\nc.ExecutePreprocessor.timeout = 600\n"
+        "c.ExecutePreprocessor.kernel_name = 'labkit'\n")  # the kernelspec `make kernel` installs
+    nbgrader(course, "generate_assignment", "ps1")
+    folder = course / "submitted" / "dave" / "ps1"
+    folder.mkdir(parents=True)
+    nbformat.write(wrong, folder / f"{lab}.ipynb")
+    nbgrader(course, "autograde", "ps1", "--create")
+    ours = {r.question: r.points for r in autograde.grade([folder / f"{lab}.ipynb"], lab=lab) if r.counted}
+    source = nbformat.read(runner.resolve_notebook(lab), as_version=4)
+    questions = {c.metadata.nbgrader["grade_id"]: cells.questions_in(c.source)
+                 for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+                 and c.cell_type == "code"}
+    assert all(len(qs) == 1 for qs in questions.values())
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        theirs = {qs[0]: gb.find_grade(cell, lab, "ps1", "dave").score for cell, qs in questions.items()}
+    assert theirs == {q: ours[q] for q in theirs}
+    most = sum(e["points"] for e in autograde.load_material(lab).catalog().values())
+    assert 0 < sum(theirs.values()) < most
