@@ -347,19 +347,17 @@ def write_manual_template(results: list[Result], out: str | Path) -> None:
 
 
 def write_totals(results: list[Result], out: str | Path) -> None:
-    """One row per submission: submission, lab, automatic, manual (scored so far), total, max (automatic and
-    manual), manual_pending (points not scored yet); every number in ``%g``."""
+    """One row per submission: submission, student, lab, automatic, manual (scored so far), total, max
+    (automatic and manual), manual_pending (points not scored yet); every number in ``%g``."""
     with atomic_open(out, "w") as f:
         writer = csv.writer(f)
-        writer.writerow(["submission", "lab", "automatic", "manual", "total", "max", "manual_pending"])
+        writer.writerow(["submission", "student", "lab", "automatic", "manual", "total", "max",
+                         "manual_pending"])
         for sub in sorted({r.submission for r in results}):
             t = split_totals([r for r in results if r.submission == sub])
-            try:
-                lab = lab_of(Path(sub))
-            except ValueError:  # a file named after no lab (graded with --lab)
-                lab = ""
+            lab = _lab_name(sub)
             numbers = (t.automatic, t.manual, t.total, t.most, t.pending)
-            writer.writerow([sub, lab, *(f"{v:g}" for v in numbers)])
+            writer.writerow([sub, student_of(sub, lab), lab, *(f"{v:g}" for v in numbers)])
 
 
 class _AnswerCollector:
@@ -466,15 +464,43 @@ def _name(path: Path, root: Path) -> str:
         return str(path)
 
 
+CSV_FIELDS = ("submission", "student", "lab", *FIELDS[1:])  # student and lab: read off the submission
+
+
+def student_of(submission: str, lab: str) -> str:
+    """Who handed ``submission`` in: its file name without the lab's name
+    (``class/jdoe_01_sparse_linear.ipynb`` -> ``jdoe``); for a file named after the lab alone, nbgrader's
+    ``submitted/<student>/<assignment>/`` folder; else the file name."""
+    path = Path(submission)
+    stem = path.name.removesuffix(".ipynb")
+    if lab and lab in stem:
+        rest = stem.replace(lab, "").strip("_-. ")
+        if rest:
+            return rest
+        if len(path.parts) >= 3:
+            return path.parts[-3]
+    return stem
+
+
+def _lab_name(submission: str) -> str:
+    try:
+        return lab_of(Path(submission))
+    except ValueError:  # a file named after no lab (graded with --lab)
+        return ""
+
+
 def write_csv(results: list[Result], out: str | Path) -> None:
-    """Write results as CSV (columns :data:`labkit.results.FIELDS`) atomically, every number in ``%g``
-    (a result read back from the journal writes as it did the first time)."""
+    """Write results as CSV (columns :data:`CSV_FIELDS`) atomically, every number in ``%g`` (a result read
+    back from the journal writes as it did the first time)."""
+    labs = {sub: _lab_name(sub) for sub in {r.submission for r in results}}
+
     def row(r: Result) -> dict:
-        out = r.to_row()
+        lab = labs[r.submission]
+        out = r.to_row() | {"student": student_of(r.submission, lab), "lab": lab}
         return out | {k: f"{out[k]:g}" for k in ("points", "max_points") if out[k] != ""}
 
     with atomic_open(out, "w") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, CSV_FIELDS)
         writer.writeheader()
         writer.writerows(row(r) for r in results)
 
@@ -486,12 +512,12 @@ def read_csv(path: str | Path) -> list[Result]:
             reader = csv.DictReader(f)
             rows = list(reader)
             columns = reader.fieldnames
-        if tuple(columns or ()) != FIELDS:
+        if tuple(columns or ()) != CSV_FIELDS:
             raise ValueError(f"columns {columns}")
         return [Result.from_row(r) for r in rows]
     except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
         raise ValueError(f"{path} is not a labkit grade CSV ({exc}); allowed is a CSV with the columns "
-                         f"{', '.join(FIELDS)}, as `labkit grade --csv` writes it") from None
+                         f"{', '.join(CSV_FIELDS)}, as `labkit grade --csv` writes it") from None
 
 
 UNFINISHED = "(unfinished)"  # the submission column of the row that marks a CSV written mid-run

@@ -46,7 +46,7 @@ def test_the_manual_template_lists_every_manual_question_and_reads_back_with_its
     totals = tmp_path / "totals.csv"
     autograde.write_totals(rows, totals)
     assert [list(r.values()) for r in csv.DictReader(totals.open())] == [
-        ["a.ipynb", "", "2", "2", "4", "5", "0"], ["b.ipynb", "", "0", "0", "0", "3", "3"]]
+        ["a.ipynb", "a", "", "2", "2", "4", "5", "0"], ["b.ipynb", "b", "", "0", "0", "0", "3", "3"]]
 
 
 @pytest.mark.parametrize("line, words", [
@@ -127,3 +127,22 @@ def test_labkit_feedback_rebuilds_the_pages_from_the_grades_csv(tmp_path, capsys
     assert "Score: 5 / 5" in page.read_text()
     assert cli.main(["feedback", str(grades), "--out", str(tmp_path / "elsewhere")]) == 2
     assert "no executed notebook under" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("submission, student", [
+    ("class/jdoe_01_sparse_linear.ipynb", "jdoe"),
+    ("submitted/alice/ps1/01_sparse_linear.ipynb", "alice"),  # nbgrader's tree
+    ("01_sparse_linear-kim.ipynb", "kim"),
+    ("notes.ipynb", "notes"),
+])
+def test_the_grade_csv_names_student_and_lab_on_every_row(tmp_path, submission, student):
+    rows = [r.with_(submission=submission) for r in _rows()[:3]]
+    out = tmp_path / "grades.csv"
+    autograde.write_csv(rows, out)
+    import csv
+
+    lines = list(csv.DictReader(out.open()))
+    lab = "" if submission == "notes.ipynb" else "01_sparse_linear"
+    assert {(r["student"], r["lab"]) for r in lines} == {(student, lab)}
+    assert [r["points"] for r in lines] == ["0", "2", ""]  # one number format; pending stays empty
+    assert autograde.read_csv(out) == rows
