@@ -71,15 +71,23 @@ def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | N
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} does not exist")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _environ({"MPLBACKEND": INLINE_BACKEND, **(env or {})}):
-        try:
-            pm.execute_notebook(str(notebook), str(out), parameters=parameters or {},
-                                cwd=str(notebook.parent), execution_timeout=timeout, progress_bar=False,
-                                kernel_name="python3", stderr_file=sys.stderr if progress else None,
-                                allow_errors=True)
-        except PapermillExecutionError as exc:
-            where = f"{notebook.name}: cell {exc.exec_count}"
-            raise NotebookFailed(f"{where}: {exc.ename}: {exc.evalue}") from exc
+    partial = out.with_name(f".{out.name}.partial")  # papermill writes as it goes; ``out`` appears whole
+    failed = None
+    try:
+        with _environ({"MPLBACKEND": INLINE_BACKEND, **(env or {})}):
+            try:
+                pm.execute_notebook(str(notebook), str(partial), parameters=parameters or {},
+                                    cwd=str(notebook.parent), execution_timeout=timeout, progress_bar=False,
+                                    kernel_name="python3", stderr_file=sys.stderr if progress else None,
+                                    allow_errors=True)
+            except PapermillExecutionError as exc:
+                failed = exc
+        os.replace(partial, out)
+    finally:  # a full disk, a kill: the earlier ``out`` stays as it was, no partial file is left
+        partial.unlink(missing_ok=True)
+    if failed is not None:
+        raise NotebookFailed(f"{notebook.name}: cell {failed.exec_count}: {failed.ename}: {failed.evalue}"
+                             ) from failed
     return out
 
 

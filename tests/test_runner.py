@@ -14,3 +14,27 @@ def test_progress_streams_the_kernels_stderr_while_it_runs(tmp_path, capfd):
     captured = capfd.readouterr()
     assert "epoch line" in captured.err
     assert "table" not in captured.out + captured.err  # stdout stays in the notebook
+
+
+def test_the_executed_copy_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A disk that fills while papermill writes (or a kill) leaves the earlier executed copy as it was."""
+    import errno
+
+    import papermill
+    import pytest
+
+    nb = nbformat.v4.new_notebook()
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    out = tmp_path / "runs" / "nb.ipynb"
+    out.parent.mkdir()
+    out.write_text("the earlier run")
+
+    def full_disk(source, target, **_):
+        with open(target, "w") as f:
+            f.write('{"cells": [')  # what papermill had written when the disk filled
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(papermill, "execute_notebook", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        execute_notebook(tmp_path / "nb.ipynb", out)
+    assert out.read_text() == "the earlier run" and [p.name for p in out.parent.iterdir()] == ["nb.ipynb"]
