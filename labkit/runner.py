@@ -71,7 +71,7 @@ def execute_notebook(notebook: str | Path, out: str | Path, parameters: dict | N
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} does not exist")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.stem}.partial.ipynb")  # papermill writes as it goes; ``out`` appears whole
+    partial = out.with_name(f".{out.stem}.partial.ipynb")  # papermill writes as it goes; out appears whole
     failed = None
     try:
         with _environ({"MPLBACKEND": INLINE_BACKEND, **(env or {})}):
