@@ -15,6 +15,7 @@ function check of the functions it blanked.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import tempfile
 from dataclasses import dataclass
@@ -85,14 +86,23 @@ def release_notebook(source: str | Path, out_dir: str | Path, *, seed: int | Non
     source, out_dir = Path(source), Path(out_dir)
     lab, material, nb, student, blanked = versions(source)
     hidden = _hidden_cases(nb, lab, secrets.randbelow(2**31) if seed is None else seed, timeout)
-    instructor = out_dir / "instructor"
-    for name, doc in material.references.items():
-        questions = {q: {**e, **({"hidden_cases": hidden[q]} if q in hidden else {})}
-                     for q, e in doc["questions"].items()}
-        grading.write_json_atomic(instructor / "references" / name, {**doc, "questions": questions})
-    write_notebook(nb, instructor / f"{lab}.ipynb")
-    student_path = write_notebook(student, out_dir / "student" / f"{lab}.ipynb")
-    return Release(lab, student_path, instructor, blanked)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # every file is written beside the release first and moved in at the end: a full disk or a kill
+    # leaves the folder as it was, never half a lab
+    with tempfile.TemporaryDirectory(prefix=f".{lab}-", dir=out_dir) as tmp:
+        staged = Path(tmp)
+        for name, doc in material.references.items():
+            questions = {q: {**e, **({"hidden_cases": hidden[q]} if q in hidden else {})}
+                         for q, e in doc["questions"].items()}
+            grading.write_json_atomic(staged / "instructor" / "references" / name,
+                                      {**doc, "questions": questions})
+        write_notebook(nb, staged / "instructor" / f"{lab}.ipynb")
+        write_notebook(student, staged / "student" / f"{lab}.ipynb")
+        for path in sorted(p for p in staged.rglob("*") if p.is_file()):
+            target = out_dir / path.relative_to(staged)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    return Release(lab, out_dir / "student" / f"{lab}.ipynb", out_dir / "instructor", blanked)
 
 
 def write_notebook(nb, path: Path) -> Path:

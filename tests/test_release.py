@@ -123,3 +123,31 @@ def test_run_numbers_are_the_recorded_values_as_prose_quotes_them(tmp_path, monk
     (tmp_path / "lab.quick.json").write_text(json.dumps(doc))
     monkeypatch.setenv(grading.REFERENCES_ENV, str(tmp_path))
     assert run_numbers("lab") == {"0.914", "0.9140", "91.4", "91.40", "0.099", "0.0990", "9.9", "9.90"}
+
+
+def test_a_release_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    """The disk fills while the student version is written: the lab's instructor files are not there either
+    (they were staged beside the folder), and an earlier lab's release is untouched."""
+    import errno
+
+    out = tmp_path / "dist"
+    (out / "student").mkdir(parents=True)
+    (out / "student" / "00_concepts.ipynb").write_text("an earlier release")
+    monkeypatch.setattr(release, "_hidden_cases", lambda *a: {})  # no kernel: the writing is what is tested
+    real = release.write_notebook
+
+    def full_disk(nb, path):
+        if path.parent.name == "student":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(nb, path)
+
+    monkeypatch.setattr(release, "write_notebook", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        release.release_notebook(runner.resolve_notebook("01_sparse_linear"), out, seed=1)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert files == ["student", "student/00_concepts.ipynb"]
+    assert (out / "student" / "00_concepts.ipynb").read_text() == "an earlier release"
+    monkeypatch.setattr(release, "write_notebook", real)
+    made = release.release_notebook(runner.resolve_notebook("01_sparse_linear"), out, seed=1)
+    assert made.student.is_file()
+    assert (made.instructor / "references" / "01_sparse_linear.quick.json").is_file()
