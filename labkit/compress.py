@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from labkit import models, profiles, prune, train
 from labkit.atomic import atomic_open
@@ -726,12 +727,12 @@ def quantize_and_save(model: nn.Module, data, pipeline: Pipeline, path: str | Pa
 
 
 def tradeoff(model: nn.Module, data, pipelines: Mapping[str, Pipeline], path: str | Path, *, arch: str,
-             assign=None, index_fn=None) -> dict[str, tuple[float, float]]:
+             assign=None, index_fn=None, progress: bool = True) -> dict[str, tuple[float, float]]:
     """{label: (compression ratio, test accuracy)} of each pipeline run on a copy of the dense ``model``;
     pipelines that prune alike share one pruning run. ``path`` is overwritten by each file. ``assign``
-    and ``index_fn`` as in ``quantize_and_save``."""
+    and ``index_fn`` as in ``quantize_and_save``; ``progress``: a bar over the pipelines."""
     pruned, points = {}, {}
-    for label, pipeline in pipelines.items():
+    for label, pipeline in tqdm(pipelines.items(), desc="pipelines", disable=not progress, leave=False):
         key = (pipeline.q_final, pipeline.prune_epochs, pipeline.finetune_epochs, pipeline.lr,
                pipeline.batch_size)
         if key not in pruned:

@@ -114,8 +114,8 @@ def global_pruned_resnet20(profile: Profile, dataset: str | None = None, **model
     return checkpoints.load_model(path, arch="resnet20", dataset=name, **model_kwargs)
 
 
-def layer_sensitivity(model: nn.Module, data, profile: Profile, sparsities=(30, 50, 70, 90), prune_layer=None
-                      ) -> tuple[float, dict[str, list[float]]]:
+def layer_sensitivity(model: nn.Module, data, profile: Profile, sparsities=(30, 50, 70, 90), prune_layer=None,
+                      progress: bool = True) -> tuple[float, dict[str, list[float]]]:
     """``(dense accuracy, {layer: [accuracy per sparsity]})``: test accuracy of ``model`` as it is, and
     after pruning one layer at a time to each of ``sparsities`` (percent) with ``prune_layer(layer, q)``
     (default ``prune.prune_by_percentage``; ``prune.sensitivity_scan``, ``model`` is left unchanged).
@@ -127,7 +127,8 @@ def layer_sensitivity(model: nn.Module, data, profile: Profile, sparsities=(30, 
     def accuracy(net):
         return train.evaluate(net, data)[1]
 
-    return accuracy(model), prune.sensitivity_scan(model, accuracy, sparsities, prune_layer=prune_layer)
+    return accuracy(model), prune.sensitivity_scan(model, accuracy, sparsities, prune_layer=prune_layer,
+                                                   progress=progress)
 
 
 def comparison_rows(models: dict[str, nn.Module], data) -> list[dict]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
+from tqdm.auto import tqdm
 
 from labkit.blanks import student_writes
 from labkit.checks import check_int
@@ -466,13 +467,13 @@ def mask_step_on_weights(make_masks, keep_masks):
 # Sensitivity scan
 
 
-def sensitivity_scan(net: nn.Module, evaluate_fn, sparsities, layers=None, prune_layer=None
-                     ) -> dict[str, list[float]]:
+def sensitivity_scan(net: nn.Module, evaluate_fn, sparsities, layers=None, prune_layer=None,
+                     progress: bool = False) -> dict[str, list[float]]:
     """Prune one layer at a time to each of ``sparsities`` (percent) with ``prune_layer(layer, q)``
     (default ``prune_by_percentage``) and record ``evaluate_fn(net)`` (e.g. accuracy): {layer name:
     [value per sparsity]}. ``layers`` defaults to all prunable layers. Each layer's weight is restored
     after every evaluation (also when ``evaluate_fn`` or ``prune_layer`` raises), as is the train/eval
-    mode, so ``net`` is left unchanged."""
+    mode, so ``net`` is left unchanged. ``progress``: a bar over the layers."""
     if prune_layer is not None and not callable(prune_layer):
         raise TypeError(f"prune_layer={prune_layer!r}: allowed is None (labkit's) or a function")
     prune_layer = prune_layer or prune_by_percentage
@@ -484,7 +485,7 @@ def sensitivity_scan(net: nn.Module, evaluate_fn, sparsities, layers=None, prune
     qs = [_check_percent(q, f"sparsities[{i}]") for i, q in enumerate(sparsities)]
     was_training = net.training
     results = {}
-    for name in names:
+    for name in tqdm(names, desc="sensitivity scan", unit="layer", disable=not progress, leave=False):
         layer = all_layers[name]
         original = layer.weight.detach().clone()
         results[name] = []
