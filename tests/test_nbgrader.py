@@ -2,6 +2,7 @@
 ``autograde`` of the solution (full marks) and of the student version nbgrader released (no points), then
 ``generate_feedback``, in a temporary course folder."""
 
+import csv
 import os
 import shutil
 import subprocess
@@ -49,6 +50,9 @@ def test_nbgrader_generates_autogrades_and_feeds_back(tmp_path, lab):
         assert alice.max_code_score > 0 and alice.code_score == alice.max_code_score  # answers: by hand
         assert bob.score <= 0.1 * bob.max_score
     assert (course / "feedback" / "alice" / "ps1" / f"{lab}.html").is_file()
+    nbgrader(course, "export")  # the gradebook as a CSV: one row per student and assignment
+    rows = {r["student_id"]: r for r in csv.DictReader((course / "grades.csv").open())}
+    assert sorted(rows) == ["alice", "bob"] and float(rows["alice"]["score"]) > float(rows["bob"]["score"])
 
 
 @pytest.mark.parametrize("notebook", runner.lab_notebooks(), ids=lambda p: p.stem)
