@@ -134,7 +134,7 @@ def test_a_students_notebook_in_the_distribution(dist, tmp_path):
 
 
 @pytest.mark.harness
-@pytest.mark.parametrize("lab", [p.stem for p in runner.lab_notebooks() if p.stem not in OPEN])  # a new lab too
+@pytest.mark.parametrize("lab", [p.stem for p in runner.lab_notebooks() if p.stem not in OPEN])
 def test_each_labs_solution_passes_every_check_in_its_own_distribution(lab, tmp_path):
     """A student who writes every blank right (the kit's solution) gets every point with only that lab open
     (its blanks, and the helpers that compute them, a raise): no run of the lab needs labkit's answers."""
