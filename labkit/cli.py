@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -21,6 +22,8 @@ def _train(args) -> int:
     from labkit.pretrain import pretrain
 
     _positive("--epochs", args.epochs, "a whole number >= 1: a checkpoint trained for 0 epochs is untrained")
+    if args.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise ValueError(f"--device {args.device!r}: allowed are cpu, cuda and cuda:N")
     target = args.out or pretrained_path(args.model, args.dataset)
     committed = Path(target).is_file() and Path(target).resolve().parent == CHECKPOINT_DIR.resolve()
     if committed and not args.force:
@@ -139,6 +142,8 @@ def _grade(args) -> int:
 
     _positive("--timeout", args.timeout, "a number of seconds > 0")
     _positive("--jobs", args.jobs, "a whole number >= 1")
+    if not args.memory >= 0.25:
+        raise ValueError(f"--memory {args.memory:g}: allowed is a number of GiB >= 0.25 (per submission)")
     inputs = [Path(p) for p in args.submissions] + ([args.manual] if args.manual else [])
     for option, out in (("--csv", args.csv), ("--manual-template", args.manual_template),
                         ("--totals", args.totals)):

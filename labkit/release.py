@@ -70,7 +70,10 @@ def versions(source: str | Path) -> tuple[str, autograde.Material, object, objec
     and the blanked function names."""
     lab = autograde.lab_of(Path(source))
     material = autograde.load_material(lab)
-    nb = nbformat.read(source, as_version=4)
+    try:
+        nb = nbformat.read(source, as_version=4)
+    except Exception as exc:  # nbformat raises several kinds of errors for a file that is no notebook
+        raise ValueError(f"{source} cannot be read as a notebook ({type(exc).__name__}: {exc})") from None
     cells.tag(nb, {q: e["points"] for q, e in material.catalog().items()})
     for cell in nb.cells:
         if cell.cell_type == "code":

@@ -21,9 +21,13 @@ def lab_notebooks() -> list[Path]:
 
 def resolve_notebook(notebook: str | Path) -> Path:
     """A notebook given by path, or by name (``01_sparse_linear``, with or without ``.ipynb``) under
-    ``NOTEBOOKS``; FileNotFoundError naming the lab notebooks otherwise."""
+    ``NOTEBOOKS``; FileNotFoundError naming the lab notebooks otherwise, ValueError for a file that is not
+    a ``.ipynb`` notebook."""
     path = Path(notebook)
     if path.is_file():
+        if path.suffix != ".ipynb":
+            raise ValueError(f"{str(notebook)!r} is not a notebook: allowed is a .ipynb file or one of "
+                             f"{[p.stem for p in lab_notebooks()]}")
         return path
     named = NOTEBOOKS / (path.name if path.suffix == ".ipynb" else f"{path.name}.ipynb")
     if named.is_file():

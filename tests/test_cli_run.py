@@ -86,11 +86,19 @@ def test_run_refuses_to_write_over_its_own_notebook_or_beside_another_run(tmp_pa
     (["grade", "sub", "--csv", "sub"], "--csv sub: that is a notebook, a folder or one of the inputs"),
     (["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "0"], "--epochs 0: allowed is"),
     (["train", "lenet5", "--dataset", "fashion-mnist-mini", "--epochs", "1"], "is a committed checkpoint"),
+    (["train", "lenet5", "--dataset", "fashion-mnist-mini", "--device", "nosuch", "--out", "x.pt"],
+     "--device 'nosuch': allowed are cpu, cuda and cuda:N"),
+    (["grade", "x.ipynb", "--memory", "0.1"], "--memory 0.1: allowed is a number of GiB >= 0.25"),
+    (["release", "grades.json", "--out", "dist"], "'grades.json' is not a notebook: allowed is a .ipynb"),
+    (["references", "grades.json", "--profile", "quick"], "'grades.json' is not a notebook"),
+    (["release", "y_01_sparse_linear.ipynb", "--out", "dist"], "cannot be read as a notebook"),
 ])
 def test_bad_arguments_are_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys, argv,
                                                                           words):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.ipynb").write_text("{}")
+    (tmp_path / "grades.json").write_text('{"questions": {}}')
+    (tmp_path / "y_01_sparse_linear.ipynb").write_text("not json")
     (tmp_path / "sub").mkdir()
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     assert cli.main(argv) == 2
