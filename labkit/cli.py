@@ -245,8 +245,9 @@ def _distribute(args) -> int:
     from labkit import distribution
     from labkit.runner import resolve_notebook
 
-    out = distribution.write_distribution(args.out, [resolve_notebook(lab).stem for lab in args.labs])
-    print(f"wrote the student distribution {out} (open: {', '.join(sorted(args.labs))}): publish it at "
+    labs = sorted(resolve_notebook(lab).stem for lab in args.labs)
+    out = distribution.write_distribution(args.out, labs)
+    print(f"wrote the student distribution {out} (open: {', '.join(labs)}): publish it at "
           "labkit.STUDENT_REPOSITORY, which the notebooks' Colab setup cell installs")
     return 0
 

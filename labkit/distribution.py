@@ -22,7 +22,6 @@ from pathlib import Path
 
 import labkit
 from labkit import HOME, blanks, grading
-from labkit.atomic import atomic_open
 from labkit.scoring import is_sealed
 
 MANIFEST = "DISTRIBUTION.json"
@@ -91,13 +90,14 @@ def write_distribution(out: str | Path, open_labs: list[str]) -> Path:
             _copy(HOME / rel, build / rel)
         for ckpt in sorted((HOME / "checkpoints").glob("*.pt")):
             _copy(ckpt, build / "checkpoints" / ckpt.name)
-        for lab in sorted(open_labs):
+        ordered = sorted(open_labs)
+        for lab in ordered:
             *_, student, _ = release.versions(labs[lab])
             release.write_notebook(student, build / "notebooks" / f"{lab}.ipynb")
-        ordered = sorted(open_labs)
         (build / "README.md").write_text(README.format(labs=", ".join(ordered), first=ordered[0]))
-        with atomic_open(build / MANIFEST, "w") as f:
-            json.dump({"labkit": labkit.__version__, "open_labs": ordered}, f, indent=1)
+        # plain writes: the whole build folder is swapped in at once
+        manifest = {"labkit": labkit.__version__, "open_labs": ordered}
+        (build / MANIFEST).write_text(json.dumps(manifest, indent=1))
         _swap(build, out)
     finally:
         shutil.rmtree(build, ignore_errors=True)

@@ -45,15 +45,18 @@ def rebuild(results: list[Result], folder: str | Path) -> tuple[list[Path], list
     return (pages written, submissions whose executed notebook is not there)."""
     import nbformat
 
+    by_submission: dict[str, list[Result]] = {}
+    for r in results:
+        by_submission.setdefault(r.submission, []).append(r)
     written, missing = [], []
-    for submission in dict.fromkeys(r.submission for r in results):
+    for submission, rows in by_submission.items():
         path = page_path(folder, submission)
         try:
             executed = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
         except FileNotFoundError:
             missing.append(submission)
             continue
-        _render(executed, [r for r in results if r.submission == submission], path)
+        _render(executed, rows, path)
         written.append(path)
     return written, missing
 

@@ -40,7 +40,7 @@ from labkit.answers import Rule, compare, decode, describe, encode, encode_answe
 from labkit.atomic import atomic_open
 from labkit.checks import check_number
 from labkit.results import Result, Status, table, totals
-from labkit.scoring import SEALED, function_problems, is_sealed, judged, unmet, value_basis, value_problems
+from labkit.scoring import function_problems, judged, ungraded_reason, unmet, value_basis, value_problems
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
 REFERENCES_ENV = "LABKIT_REFERENCES"
@@ -262,7 +262,7 @@ class Checker(_Catalog):
         recorded = self._recorded_entry(question_id)
         basis = value_basis(entry, recorded)
         if basis is None:
-            why = SEALED if is_sealed(entry) else "no reference for this profile / data set and no property"
+            why = ungraded_reason(entry)
             print(f"ungraded {question_id}: {describe(got)} ({why})")
             return self._keep(Result(question_id, Status.UNGRADED, 0, entry["points"], message=why))
         problems = value_problems(entry, recorded, got, self._answers) or unmet(entry, self._results)

@@ -17,9 +17,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
 from labkit.atomic import atomic_open
+from labkit.runner import read_notebook
 
 HOW_TO_GET_ONE = ("for PDF install an engine: TeX (Debian: `apt-get install texlive-xetex "
                   "texlive-fonts-recommended texlive-plain-generic pandoc`) or a headless browser "
@@ -79,13 +78,7 @@ def cell_errors(nb) -> list[str]:
 
 def read_executed(path: str | Path):
     """The notebook at ``path``; ValueError if it is not a notebook or none of its code cells has run."""
-    path = Path(path)
-    if path.suffix != ".ipynb" or not path.is_file():
-        raise ValueError(f"notebook {str(path)!r}: allowed is an existing .ipynb file")
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as exc:  # nbformat raises several kinds of errors for a broken file
-        raise ValueError(f"notebook {str(path)!r} cannot be read as a notebook: {exc}") from None
+    nb = read_notebook(path)
     if not any(c.cell_type == "code" and (c.get("outputs") or c.get("execution_count")) for c in nb.cells):
         raise ValueError(f"notebook {str(path)!r} has not been executed (no code cell has run): run it "
                          f"first (`labkit run {path}` or Run All in Jupyter) and save it")

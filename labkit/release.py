@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from labkit import autograde, cells, grading
+from labkit import autograde, cells, grading, runner
 from labkit.atomic import atomic_open
 from labkit.results import Status, totals
 
@@ -70,10 +70,7 @@ def versions(source: str | Path) -> tuple[str, autograde.Material, object, objec
     and the blanked function names."""
     lab = autograde.lab_of(Path(source))
     material = autograde.load_material(lab)
-    try:
-        nb = nbformat.read(source, as_version=4)
-    except Exception as exc:  # nbformat raises several kinds of errors for a file that is no notebook
-        raise ValueError(f"{source} cannot be read as a notebook ({type(exc).__name__}: {exc})") from None
+    nb = runner.read_notebook(source)
     cells.tag(nb, {q: e["points"] for q, e in material.catalog().items()})
     for cell in nb.cells:
         if cell.cell_type == "code":

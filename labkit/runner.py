@@ -36,6 +36,20 @@ def resolve_notebook(notebook: str | Path) -> Path:
                             f"{[p.stem for p in lab_notebooks()]}")
 
 
+def read_notebook(path: str | Path):
+    """The notebook at ``path`` (nbformat v4); ValueError for a missing file, another suffix than
+    ``.ipynb`` or a file nbformat cannot read."""
+    import nbformat
+
+    path = Path(path)
+    if path.suffix != ".ipynb" or not path.is_file():
+        raise ValueError(f"notebook {str(path)!r}: allowed is an existing .ipynb file")
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # nbformat raises several kinds of errors for a broken file
+        raise ValueError(f"notebook {str(path)!r} cannot be read as a notebook: {exc}") from None
+
+
 class NotebookFailed(RuntimeError):
     """A cell raised; the message names the notebook, the cell and the exception."""
 

@@ -14,6 +14,14 @@ _MAX_PROBLEMS_SHOWN = 5
 SEALED = "sealed: its reference is not shown to students; `labkit grade` judges it"
 
 
+NO_BASIS = "no reference for this profile / data set and no property"
+
+
+def ungraded_reason(entry: dict) -> str:
+    """Why a value question with no basis (:func:`value_basis` None) is ungraded."""
+    return SEALED if is_sealed(entry) else NO_BASIS
+
+
 def is_sealed(entry: dict) -> bool:
     """Whether a value question's answer is its reference itself (a True/False verdict): the student
     distribution ships it without its expected value and no message ever shows that value."""
@@ -97,8 +105,7 @@ def score_submission(questions: dict, answers: list[dict], recorded: dict | None
         if entry["kind"] == "value":
             basis = value_basis(entry, rec)
         if basis is None:
-            results.append(Result(q, Status.UNGRADED, 0, entry["points"],
-                                  message="no reference for this profile / data set and no property"))
+            results.append(Result(q, Status.UNGRADED, 0, entry["points"], message=ungraded_reason(entry)))
             continue
         if answer is None:
             results.append(Result(q, Status.NOT_RUN, 0, entry["points"], basis,
