@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -14,12 +15,14 @@ from pathlib import Path
 def atomic_open(path: str | Path, mode: str = "wb"):
     """Open a temporary file beside ``path`` (``mode`` "w" or "wb"); on a clean exit it becomes
     ``path`` (os.replace, readable by all: 0644), on an exception it is removed and ``path`` is left
-    as it was. The parent folder is created."""
+    as it was. The parent folder is created. Temporaries that a killed writer of ``path`` left are
+    removed first (their names carry the writer's pid)."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode={mode!r}: allowed are 'w' and 'wb'")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -28,6 +31,25 @@ def atomic_open(path: str | Path, mode: str = "wb"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove ``.<name>.<pid>.<random>.tmp`` files beside ``path`` whose writer is no longer alive
+    (``kill -9`` leaves them; a live writer's file is kept)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextlib.contextmanager

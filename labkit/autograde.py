@@ -203,9 +203,10 @@ def grade_one(path: str | Path, material: Material, profile: str = "quick", time
         try:
             shown = executed if executed is not None else nbformat.v4.new_notebook()
             feedback_page(shown, results, feedback)
-        except OSError as exc:  # e.g. a full disk: a note on this submission, not the end of the class
+        except Exception as exc:  # a full disk, a missing nbconvert template: a note, not the class's end
             results[0] = results[0].with_(message="; ".join(
-                [m for m in (results[0].message, f"feedback page not written ({exc})") if m]))
+                [m for m in (results[0].message, f"feedback page not written ({type(exc).__name__}: {exc})")
+                 if m]))
     return results
 
 

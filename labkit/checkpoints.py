@@ -14,6 +14,7 @@ checks a cached file's provenance before it reuses it).
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -47,8 +48,10 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, arch: str, dataset: s
             **extra}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta["checksum"] = checksum(state)
+    blob = io.BytesIO()  # serialized first: a failed write is then a plain OSError (full disk), never torch's
+    torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, blob)
     with atomic_open(path, "wb") as f:
-        torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, f)
+        f.write(blob.getbuffer())
     return path
 
 

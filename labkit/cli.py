@@ -83,18 +83,27 @@ def _run_into(args, notebooks: list[Path], out_dir: Path) -> int:
     precision = "auto" if args.profile == "full" else "fp32"  # quick, tiny: the references' precision
     rows, failures = [], 0
     for nb in notebooks:
-        results = out_dir / f"{nb.stem}.results.jsonl"
-        results.unlink(missing_ok=True)
+        # the kernel writes the results beside; they replace the earlier ones with the executed notebook,
+        # so a killed or failed run leaves the earlier pair as it was
+        results, partial = out_dir / f"{nb.stem}.results.jsonl", out_dir / f".{nb.stem}.results.partial.jsonl"
+        partial.unlink(missing_ok=True)
         print(f"[labkit run] {nb.name} (profile {args.profile}) ...", flush=True)
         start = time.perf_counter()
-        error = ""
+        error, written = "", True
         try:
-            env = {"LABKIT_RESULTS": str(results), **_policy_env(args, precision)}
+            env = {"LABKIT_RESULTS": str(partial), **_policy_env(args, precision)}
             execute_notebook(nb, out_dir / nb.name, params, env=env, timeout=args.timeout, progress=True)
-        except Exception as exc:  # a failing cell, or a kernel that died or timed out: go on with the others
-            error = (str(exc) if isinstance(exc, NotebookFailed) else f"{type(exc).__name__}: {exc}")[:160]
+        except NotebookFailed as exc:  # a failing cell: the executed notebook was written all the same
+            error = str(exc)[:160]
+        except Exception as exc:  # a kernel that died or timed out, a full disk: go on with the others
+            error, written = f"{type(exc).__name__}: {exc}"[:160], False
+        points, max_points, failed = _score(partial)
+        if written and partial.exists():
+            os.replace(partial, results)
+        elif written:
+            results.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         seconds = time.perf_counter() - start
-        points, max_points, failed = _score(results)
         if error or failed:
             failures += 1
         rows.append((nb.stem, seconds, f"{points:g}/{max_points:g}", ", ".join(failed) or error or "-"))
@@ -170,8 +179,13 @@ def _grade(args) -> int:
             journal = Journal(args.csv.with_name(args.csv.name + ".journal"), resume=args.resume)
 
             def on_graded(rows, left):  # the CSV is whole at every moment, and says when it is not final
-                autograde.write_csv(rows + ([autograde.unfinished(left)] if left else []), args.csv)
                 graded = len({r.submission for r in rows})
+                try:
+                    autograde.write_csv(rows + ([autograde.unfinished(left)] if left else []), args.csv)
+                except OSError as exc:  # a full disk: the journal keeps what was graded
+                    raise OSError(f"{args.csv} could not be written ({exc.strerror or exc}); the {graded} "
+                                  f"graded submissions are kept in {journal.path}: make room and rerun with "
+                                  "--resume") from exc
                 print(f"[labkit grade] {graded} graded, {left} to go; {args.csv} is up to date",
                       file=sys.stderr, flush=True)
         rows = autograde.grade(submissions, lab=args.lab, profile=args.profile, jobs=args.jobs,

@@ -54,8 +54,28 @@ class Journal:
         line = json.dumps({"submission": results[0].submission if results else "", "key": key,
                            "rows": [r.to_row() for r in results]})
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a" if self._started else "w") as f:
+        with open(self.path, "ab+" if self._started else "wb+", buffering=0) as f:  # unbuffered: one write
             self._started = True
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            whole = _drop_cut_line(f)
+            try:
+                data = memoryview(line.encode() + b"\n")
+                while data:  # a raw write may take part of it: the rest raises once the disk is full
+                    data = data[f.write(data):]
+                os.fsync(f.fileno())
+            except OSError as exc:  # a full disk: no half line is left; say what is kept and how to go on
+                f.truncate(whole)
+                raise OSError(f"the grading journal {self.path} could not be written ({exc.strerror or exc})"
+                              f": {results[0].submission if results else 'this submission'} is not kept, the "
+                              "submissions before it are; make room and rerun with --resume") from exc
+
+
+def _drop_cut_line(f) -> int:
+    """Cut a line that a killed writer left unfinished off the end of ``f`` (open for appending); return
+    where the whole lines end."""
+    f.seek(0)
+    text = f.read()
+    whole = text.rfind(b"\n") + 1
+    if whole < len(text):
+        f.truncate(whole)
+    f.seek(whole)
+    return whole

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import nbformat
 
 from labkit import autograde, cells, grading, runner
-from labkit.atomic import atomic_open
+from labkit.atomic import atomic_open, exclusive
 from labkit.results import Status, totals
 
 BLANK_SHARE = 0.10  # the most a blank student version may score: only questions that need no student code
@@ -86,22 +87,25 @@ def release_notebook(source: str | Path, out_dir: str | Path, *, seed: int | Non
     source, out_dir = Path(source), Path(out_dir)
     lab, material, nb, student, blanked = versions(source)
     hidden = _hidden_cases(nb, lab, secrets.randbelow(2**31) if seed is None else seed, timeout)
-    out_dir.mkdir(parents=True, exist_ok=True)
     # every file is written beside the release first and moved in at the end: a full disk or a kill
-    # leaves the folder as it was, never half a lab
-    with tempfile.TemporaryDirectory(prefix=f".{lab}-", dir=out_dir) as tmp:
-        staged = Path(tmp)
-        for name, doc in material.references.items():
-            questions = {q: {**e, **({"hidden_cases": hidden[q]} if q in hidden else {})}
-                         for q, e in doc["questions"].items()}
-            grading.write_json_atomic(staged / "instructor" / "references" / name,
-                                      {**doc, "questions": questions})
-        write_notebook(nb, staged / "instructor" / f"{lab}.ipynb")
-        write_notebook(student, staged / "student" / f"{lab}.ipynb")
-        for path in sorted(p for p in staged.rglob("*") if p.is_file()):
-            target = out_dir / path.relative_to(staged)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+    # leaves each file as it was or whole, never half a file; the next release clears what a killed one staged
+    with exclusive(out_dir, "labkit release"):
+        staged = out_dir / f".{lab}.staging"
+        shutil.rmtree(staged, ignore_errors=True)
+        try:
+            for name, doc in material.references.items():
+                questions = {q: {**e, **({"hidden_cases": hidden[q]} if q in hidden else {})}
+                             for q, e in doc["questions"].items()}
+                grading.write_json_atomic(staged / "instructor" / "references" / name,
+                                          {**doc, "questions": questions})
+            write_notebook(nb, staged / "instructor" / f"{lab}.ipynb")
+            write_notebook(student, staged / "student" / f"{lab}.ipynb")
+            for path in sorted(p for p in staged.rglob("*") if p.is_file()):
+                target = out_dir / path.relative_to(staged)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
     return Release(lab, out_dir / "student" / f"{lab}.ipynb", out_dir / "instructor", blanked)
 
 

@@ -1,4 +1,5 @@
 import os
+import subprocess
 
 import pytest
 
@@ -27,3 +28,22 @@ def test_atomic_open_refuses_other_modes(tmp_path):
     with pytest.raises(ValueError, match="mode='a'"):
         with atomic_open(tmp_path / "x", "a"):
             pass
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write_and_a_live_ones_kept(tmp_path):
+    path = tmp_path / "grades.csv"
+    dead = _dead_pid()
+    orphan = tmp_path / f".grades.csv.{dead}.abc123.tmp"
+    live = tmp_path / f".grades.csv.{os.getppid()}.def456.tmp"  # the test runner's parent: alive
+    other = tmp_path / f".other.csv.{dead}.abc123.tmp"  # another file's: not ours to remove
+    for p in (orphan, live, other):
+        p.write_text("half")
+    with atomic_open(path, "w") as f:
+        f.write("whole")
+    assert sorted(os.listdir(tmp_path)) == sorted(["grades.csv", live.name, other.name])
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

@@ -29,6 +29,11 @@ def test_the_journal_keeps_whole_lines_and_starts_afresh_unless_resumed(tmp_path
         f.write('{"submission": "carol.ipynb", "key": "k3", "rows": [{"quest')  # cut short by a crash
     kept = {"k1": _rows("alice.ipynb", 2), "k2": _rows("bob.ipynb", 0)}
     assert Journal(journal.path, resume=True).graded() == kept
+    resumed = Journal(journal.path, resume=True)
+    resumed.append("k3", _rows("carol.ipynb", 2))  # in place of the cut line
+    kept["k3"] = _rows("carol.ipynb", 2)
+    assert Journal(journal.path, resume=True).graded() == kept
+    assert len(journal.path.read_text().splitlines()) == 3
     fresh = Journal(journal.path)
     assert fresh.graded() == {} and Journal(journal.path, resume=True).graded() == kept  # kept until...
     fresh.append("k4", _rows("dave.ipynb", 2))
@@ -123,3 +128,18 @@ def test_a_stopped_or_killed_class_run_loses_nothing_and_resumes(tmp_path):
     full = sum(e["points"] for e in autograde.load_material("01_sparse_linear").catalog().values())
     for who in ("alice", "bob", "carol"):
         assert totals([r for r in rows if who in r.submission]) == (full, full)
+
+
+def test_a_feedback_page_that_cannot_be_written_is_a_note_not_the_end_of_the_class(tmp_path, monkeypatch):
+    def no_template(*args):
+        raise ValueError("No template sub-directory with name 'lab' found")
+
+    monkeypatch.setattr(autograde, "_run_trusted", lambda *args: ([], None))  # no kernels: nothing answered
+    monkeypatch.setattr(autograde, "feedback_page", no_template)
+    material = autograde.load_material("01_sparse_linear")
+    path = tmp_path / "dave_01_sparse_linear.ipynb"
+    nbformat.write(material.notebook, path)
+    results = autograde.grade_one(path, material, feedback=tmp_path / "feedback")
+    assert results[0].status == Status.NOTES
+    assert "feedback page not written (ValueError: No template sub-directory" in results[0].message
+    assert len(results) > 1 and {r.status for r in results[1:]} <= {Status.NOT_RUN, Status.MANUAL}
