@@ -2,7 +2,6 @@
 it is incomplete, a killed run leaves no worker behind, and --resume grades only what is left."""
 
 import copy
-import os
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 
 import nbformat
 import pytest
+from processes import alive, descendants
 
 from labkit import autograde
 from labkit.journal import Journal, submission_key
@@ -57,31 +57,6 @@ def test_merge_refuses_a_csv_of_a_run_that_did_not_finish(tmp_path):
         autograde.merge([tmp_path / "part.csv"])
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for status in os.listdir("/proc"):
-        if status.isdigit():
-            try:
-                fields = open(f"/proc/{status}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(status))
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
-
-
 def _grade_until(argv: list[str], journal, lines: int, sig: int, cwd) -> tuple[set[int], int]:
     """Start ``labkit grade``, send ``sig`` once the journal holds ``lines`` submissions; the grader's child
     processes at that moment and its exit status."""
@@ -91,7 +66,7 @@ def _grade_until(argv: list[str], journal, lines: int, sig: int, cwd) -> tuple[s
     while not (journal.is_file() and len(journal.read_text().splitlines()) >= lines):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-2000:]
         time.sleep(0.2)
-    children = _children(proc.pid)
+    children = descendants(proc.pid)
     proc.send_signal(sig)
     return children, proc.wait(timeout=60)
 
@@ -110,14 +85,14 @@ def test_a_stopped_or_killed_class_run_loses_nothing_and_resumes(tmp_path):
     children, status = _grade_until(argv, journal, 1, signal.SIGTERM, tmp_path)
     assert status == 130 and children
     time.sleep(1)
-    assert not _alive(children)  # the pool's worker went with it (its kernel and sandbox with that)
+    assert not alive(children)  # the pool's worker went with it (its kernel and sandbox with that)
     rows = autograde.read_csv(csv)  # whole, with the graded submission and a row saying it is incomplete
     assert any(r.submission == autograde.UNFINISHED for r in rows) and len({r.submission for r in rows}) == 2
 
     children, status = _grade_until([*argv, "--resume"], journal, 2, signal.SIGKILL, tmp_path)
     assert status == -signal.SIGKILL
     time.sleep(1)
-    assert not _alive(children)  # kill -9 too: the worker dies with the grader (PR_SET_PDEATHSIG)
+    assert not alive(children)  # kill -9 too: the worker dies with the grader (PR_SET_PDEATHSIG)
 
     done = subprocess.run([sys.executable, "-m", "labkit.cli", *argv, "--resume"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
