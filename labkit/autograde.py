@@ -138,7 +138,7 @@ def load_material(lab: str, instructor: Path | None = None) -> Material:
 
     source = (Path(instructor) / f"{lab}.ipynb") if instructor else resolve_notebook(lab)
     refs = references_dir(instructor)
-    docs = {p.name: json.loads(p.read_text()) for p in refs.glob(f"{lab}.*.json")}
+    docs = {p.name: grading.read_references(p) for p in refs.glob(f"{lab}.*.json")}
     catalog = grading.reference_name(lab, "quick", None)
     if catalog not in docs:
         raise FileNotFoundError(f"no reference catalog {catalog} in {refs}")

@@ -16,6 +16,8 @@ import gzip
 import os
 import shutil
 import sys
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +34,10 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATASETS = ("cifar10", "mnist", "fashion-mnist", "fashion-mnist-mini")
 # Horizontal flips are label-preserving for objects and clothes, not for digits.
 _HFLIP = {"cifar10": True, "mnist": False, "fashion-mnist": True, "fashion-mnist-mini": True}
+
+
+class DamagedDataError(ValueError):
+    """A data file that is there but does not read back as written."""
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -226,18 +232,20 @@ def _make(name: str, train_x, train_y, test_x, test_y) -> Dataset:
 def _offline_fashion_mnist(root: Path) -> None:
     """Decompress Debian's Fashion-MNIST into torchvision's raw folder (its gzip files differ
     byte-wise from torchvision's md5 list, so torchvision must not see them as downloads); a file there
-    of another size than the gzip says (a copy cut short) is decompressed again, which stderr is told."""
+    whose size or CRC-32 is not the one the gzip's trailer gives (a copy cut short, a flipped bit) is
+    decompressed again, which stderr is told."""
     raw = root / "FashionMNIST" / "raw"
     for gz in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
         target = raw / gz.name[:-3]
-        with open(gz, "rb") as f:  # gzip's trailer: the uncompressed size (mod 2^32; these are < 50 MB)
-            f.seek(-4, os.SEEK_END)
-            size = int.from_bytes(f.read(4), "little")
-        if target.exists() and target.stat().st_size != size:
-            print(f"{target} is damaged ({target.stat().st_size} bytes, not {size}): decompressing it again "
-                  f"from {gz}", file=sys.stderr)
-        elif target.exists():
-            continue
+        with open(gz, "rb") as f:  # gzip's trailer: CRC-32 and size (mod 2^32; these are < 50 MB)
+            f.seek(-8, os.SEEK_END)
+            crc, size = int.from_bytes(f.read(4), "little"), int.from_bytes(f.read(4), "little")
+        if target.exists():
+            found = target.read_bytes()
+            if len(found) == size and zlib.crc32(found) == crc:
+                continue
+            print(f"{target} is damaged ({len(found)} bytes, CRC-32 {zlib.crc32(found):08x}; {gz} says "
+                  f"{size}, {crc:08x}): decompressing it again", file=sys.stderr)
         with gzip.open(gz) as src, atomic_open(target) as dst:
             shutil.copyfileobj(src, dst)
 
@@ -280,9 +288,14 @@ def save_npz(ds: Dataset, path: str | Path) -> None:
 
 
 def load_npz(path: str | Path, name: str) -> Dataset:
-    """Read a dataset written by ``save_npz``; ``name`` picks the flip rule."""
-    with np.load(path) as z:
-        return _make(name, z["train_x"], z["train_y"], z["test_x"], z["test_y"])
+    """Read a dataset written by ``save_npz``; ``name`` picks the flip rule. A damaged file (the zip's
+    CRC-32 of each array catches a flipped bit) is a DamagedDataError naming it."""
+    try:
+        with np.load(path) as z:
+            return _make(name, z["train_x"], z["train_y"], z["test_x"], z["test_y"])
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, EOFError) as exc:
+        raise DamagedDataError(f"{path} is damaged ({type(exc).__name__}: {exc}): restore it (`git checkout "
+                               f"{path}` in a checkout, or `python scripts/build_mini.py`)") from exc
 
 
 def load(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:

@@ -112,7 +112,7 @@ def _package(target: Path, open_labs: list[str]) -> None:
         text = module.read_text()
         (target / module.name).write_text(blanks.blanked_source(text, open_labs) or text)
     for ref in sorted(grading.REFERENCES_DIR.glob("*.json")):
-        doc = json.loads(ref.read_text())
+        doc = grading.read_references(ref)
         if doc["notebook"] in open_labs:
             grading.write_json_atomic(target / "references" / ref.name, public_references(doc))
 

@@ -24,6 +24,7 @@ same code scores a submission in ``labkit grade``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -56,6 +57,10 @@ class MissingReferenceError(LookupError):
 
 class ReferenceConflictError(RuntimeError):
     """Newly recorded references differ from the existing reference file."""
+
+
+class DamagedReferenceError(ValueError):
+    """A reference file whose checksum does not match its content (a damaged disk, a hand edit)."""
 
 
 # ---- the grader: recording references, answering in a submission, checking now ---------------------
@@ -155,10 +160,10 @@ class _Catalog:
             raise MissingReferenceError(
                 f"no reference file {catalog_path} for notebook {notebook!r}; create it with "
                 f"`labkit references {notebook} --profile quick`")
-        self._questions: dict[str, dict] = json.loads(catalog_path.read_text())["questions"]
+        self._questions: dict[str, dict] = read_references(catalog_path)["questions"]
         self._recorded = None
         if self.reference_path.is_file():
-            self._recorded = json.loads(self.reference_path.read_text())["questions"]
+            self._recorded = read_references(self.reference_path)["questions"]
         else:
             where = f"profile {profile!r}" + (f", data set {dataset!r}" if dataset else "")
             how = f"labkit references {notebook} --profile {profile}"
@@ -391,13 +396,34 @@ def format_table(rows: list[dict]) -> str:
 # ---- writing reference files -------------------------------------------------------------------------
 
 def write_json_atomic(path: str | Path, doc: dict) -> None:
-    """Write ``doc`` to ``path`` through a temporary file and os.replace; one line per question."""
-    head = {k: v for k, v in doc.items() if k != "questions"}
+    """Write ``doc`` to ``path`` through a temporary file and os.replace; one line per question, and a
+    checksum of the content that :func:`read_references` verifies."""
+    head = {k: v for k, v in doc.items() if k not in ("questions", "checksum")} | {"checksum": _checksum(doc)}
     lines = [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
     questions = [f"  {json.dumps(q)}: {json.dumps(e)}" for q, e in doc.get("questions", {}).items()]
     text = "{\n" + "\n".join(lines) + '\n "questions": {\n' + ",\n".join(questions) + "\n }\n}\n"
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def read_references(path: str | Path) -> dict:
+    """The reference document at ``path`` (without its checksum); DamagedReferenceError when the checksum
+    :func:`write_json_atomic` wrote is missing or does not match (a flipped bit is never a reference)."""
+    try:
+        doc = json.loads(Path(path).read_bytes())
+        intact = isinstance(doc, dict) and doc.pop("checksum", None) == _checksum(doc)
+    except ValueError:  # not JSON (or not UTF-8) any more
+        intact = False
+    if not intact:
+        raise DamagedReferenceError(f"reference file {path} is damaged (its checksum does not match its "
+                                    "content): restore it (git checkout, or labkit release / labkit "
+                                    "references again)")
+    return doc
+
+
+def _checksum(doc: dict) -> str:
+    content = {k: v for k, v in doc.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def changed_questions(old: dict, new: dict) -> list[str]:
@@ -454,13 +480,13 @@ def make_references(notebook: str | Path, profile: str, force: bool = False, dat
                          {"PROFILE": profile, "DATASET": dataset}, env={RECORD_ENV: str(record)})
         if not record.is_file():
             raise RuntimeError(f"{path} ran no checks, so there is nothing to record")
-        new = json.loads(record.read_text())
+        new = read_references(record)
     if (new["notebook"], new["profile"], new.get("dataset")) != (name, profile, dataset):
         raise ValueError(f"{path} recorded references for notebook {new['notebook']!r}, profile "
                          f"{new['profile']!r}, dataset {new.get('dataset')!r}; its Grader must be "
                          f"Grader({name!r}, profile=PROFILE, dataset=DATASET)")
     if target.is_file():
-        old = json.loads(target.read_text())["questions"]
+        old = read_references(target)["questions"]
         if old == new["questions"]:
             return target
         if not force:

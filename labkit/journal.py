@@ -3,8 +3,9 @@ run that is killed, interrupted or fails at its last step loses nothing, and ``l
 grades only the submissions that are new or changed.
 
 One JSON line per graded submission: its name, its key (a digest of the submission's bytes, the
-instructor material it was graded against and the run's settings) and its result rows. Lines are appended
-and flushed to disk one at a time; a line cut short by a crash is ignored when the journal is read.
+instructor material it was graded against and the run's settings), its result rows and their checksum.
+Lines are appended and flushed to disk one at a time; a line cut short by a crash, or whose checksum does
+not match (a damaged disk), is ignored when the journal is read: that submission is graded again.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class Journal:
         found = {}
         if not self.resume or not self.path.is_file():
             return found
-        for line in self.path.read_text().splitlines():
+        for line in self.path.read_bytes().splitlines():
             try:
                 entry = json.loads(line)
+                if entry["digest"] != _digest(entry["key"], entry["rows"]):
+                    continue  # a damaged line (a flipped bit): that submission is graded again
                 found[entry["key"]] = [Result.from_row(row) for row in entry["rows"]]
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a crash
@@ -51,8 +54,9 @@ class Journal:
 
     def append(self, key: str, results: list[Result]) -> None:
         """Add one graded submission and flush it to disk before returning."""
-        line = json.dumps({"submission": results[0].submission if results else "", "key": key,
-                           "rows": [r.to_row() for r in results]})
+        rows = [r.to_row() for r in results]
+        line = json.dumps({"submission": results[0].submission if results else "", "key": key, "rows": rows,
+                           "digest": _digest(key, rows)})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab+" if self._started else "wb+", buffering=0) as f:  # unbuffered: one write
             self._started = True
@@ -67,6 +71,11 @@ class Journal:
                 raise OSError(f"the grading journal {self.path} could not be written ({exc.strerror or exc})"
                               f": {results[0].submission if results else 'this submission'} is not kept, the "
                               "submissions before it are; make room and rerun with --resume") from exc
+
+
+def _digest(key: str, rows: list[dict]) -> str:
+    """A checksum of one line's content: a line whose bytes changed on disk is not believed."""
+    return hashlib.blake2b(json.dumps([key, rows], sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
 def _drop_cut_line(f) -> int:

@@ -14,7 +14,6 @@ function check of the functions it blanked.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -125,7 +124,7 @@ def _hidden_cases(nb, lab: str, seed: int, timeout: float) -> dict[str, list]:
         nbformat.write(nb, path)
         execute_notebook(path, Path(tmp) / "run.ipynb", {"PROFILE": "tiny", "DATASET": None}, timeout=timeout,
                          env={grading.RECORD_ENV: str(record), grading.HIDDEN_SEED_ENV: str(seed)})
-        questions = json.loads(record.read_text())["questions"]
+        questions = grading.read_references(record)["questions"]
     return {q: e["hidden_cases"] for q, e in questions.items() if "hidden_cases" in e}
 
 

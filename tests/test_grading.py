@@ -436,3 +436,34 @@ def test_a_sealed_verdict_is_never_shown_and_without_its_reference_is_left_to_gr
     assert "expected" not in json.loads((student / "nb.quick.json").read_text())["questions"]["1.5"]
     result = Grader("nb", references_dir=student).check("1.5", True)
     assert result.status is Status.UNGRADED and result.message == scoring.SEALED
+
+
+def test_a_bit_flip_in_a_reference_file_is_refused_by_name_never_read_as_other_answers(tmp_path, capsys):
+    import random
+    import shutil
+
+    from labkit import cli
+
+    instructor = tmp_path / "instructor"
+    shutil.copytree(grading.REFERENCES_DIR, instructor / "references",
+                    ignore=lambda d, names: [n for n in names if not n.startswith("01_sparse_linear")])
+    shutil.copy(runner.resolve_notebook("01_sparse_linear"), instructor)
+    path = instructor / "references" / "01_sparse_linear.quick.json"
+    blob, whole = path.read_bytes(), grading.read_references(path)
+    rng = random.Random(0)
+    refused = 0
+    for _ in range(40):
+        flipped = bytearray(blob)
+        flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+        path.write_bytes(flipped)
+        try:
+            assert grading.read_references(path) == whole  # a flip JSON reads the same ('e' -> 'E')
+        except grading.DamagedReferenceError:
+            refused += 1
+    assert refused >= 38
+    points = blob.index(b'"points": ') + len(b'"points": ')
+    path.write_bytes(blob[:points] + bytes([blob[points] ^ 1]) + blob[points + 1:])  # a question's points
+    assert cli.main(["grade", str(runner.resolve_notebook("01_sparse_linear")), "--instructor",
+                     str(instructor), "--no-sandbox"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"labkit grade: error: reference file {path} is damaged"), err[-1]

@@ -2,6 +2,7 @@
 it is incomplete, a killed run leaves no worker behind, and --resume grades only what is left."""
 
 import copy
+import random
 import signal
 import subprocess
 import sys
@@ -38,6 +39,26 @@ def test_the_journal_keeps_whole_lines_and_starts_afresh_unless_resumed(tmp_path
     assert fresh.graded() == {} and Journal(journal.path, resume=True).graded() == kept  # kept until...
     fresh.append("k4", _rows("dave.ipynb", 2))
     assert Journal(journal.path, resume=True).graded() == {"k4": _rows("dave.ipynb", 2)}  # ...a run writes
+
+
+def test_a_line_with_a_flipped_bit_is_not_believed_and_the_others_are(tmp_path):
+    journal = Journal(tmp_path / "scores.csv.journal")
+    journal.append("k1", _rows("alice.ipynb", 2))
+    journal.append("k2", _rows("bob.ipynb", 2))
+    data = bytearray(journal.path.read_bytes())
+    rng = random.Random(0)
+    first = data.index(b"\n")
+    whole = {"k1": _rows("alice.ipynb", 2), "k2": _rows("bob.ipynb", 2)}
+    dropped = 0
+    for _ in range(40):  # a flip in alice's line: alice graded again (or, in a field unread, as she was)
+        flipped = bytearray(data)
+        at = rng.randrange(first)
+        flipped[at] ^= 1 << rng.randrange(8)
+        journal.path.write_bytes(flipped)
+        read = Journal(journal.path, resume=True).graded()
+        assert read in ({"k2": whole["k2"]}, whole), at
+        dropped += read != whole
+    assert dropped >= 30  # nearly every byte of the line is checked
 
 
 def test_a_submission_key_changes_with_its_bytes_material_and_settings(tmp_path):

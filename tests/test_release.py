@@ -145,7 +145,7 @@ def test_a_release_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monke
     with pytest.raises(OSError, match="No space left"):
         release.release_notebook(runner.resolve_notebook("01_sparse_linear"), out, seed=1)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
-    assert files == ["student", "student/00_concepts.ipynb"]
+    assert files == [".labkit.lock", "student", "student/00_concepts.ipynb"]  # the lock: no other writer
     assert (out / "student" / "00_concepts.ipynb").read_text() == "an earlier release"
     monkeypatch.setattr(release, "write_notebook", real)
     made = release.release_notebook(runner.resolve_notebook("01_sparse_linear"), out, seed=1)
