@@ -53,13 +53,13 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | Path, what: str):
-    """Hold ``folder``'s writer lock (``folder/.labkit.lock``, created with the folder) while the block runs;
-    if another process holds it, raise BlockingIOError naming ``what`` writes there. The lock goes with the
-    process, so a killed writer never leaves the folder locked."""
+def exclusive(folder: str | Path, what: str, lock: str = ".labkit.lock"):
+    """Hold the writer lock ``folder/lock`` (created with the folder) while the block runs; if another
+    process holds it, raise BlockingIOError naming ``what`` writes there. The lock goes with the process,
+    so a killed writer never leaves the folder locked."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".labkit.lock", "a") as lock:
+    with open(folder / lock, "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -147,7 +147,7 @@ def _tag(args) -> int:
 
 
 def _grade(args) -> int:
-    from labkit import autograde
+    from labkit.atomic import exclusive
 
     _positive("--timeout", args.timeout, "a number of seconds > 0")
     _positive("--jobs", args.jobs, "a whole number >= 1")
@@ -164,6 +164,15 @@ def _grade(args) -> int:
         raise ValueError("--resume: allowed only with --csv (its journal, CSV.journal, holds what was "
                          "graded)")
     os.environ.update(_policy_env(args, "fp32"))  # the kernels inherit it
+    if args.csv is None:
+        return _grade_into(args)
+    with exclusive(args.csv.resolve().parent, f"labkit grade --csv {args.csv}", f".{args.csv.name}.lock"):
+        return _grade_into(args)  # one writer of the CSV and its journal
+
+
+def _grade_into(args) -> int:
+    from labkit import autograde
+
     if args.merge:
         rows = autograde.merge(args.submissions)
     else:

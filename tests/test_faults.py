@@ -66,7 +66,7 @@ def _whole(folder) -> None:
 
 
 def _hidden(folder) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if p.name != ".labkit.lock")
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if not p.name.endswith(".lock"))
 
 
 def _kill_and_rerun(argv_into, tmp_path, seed: int):

@@ -43,7 +43,7 @@ def _labkit(*argv, cwd):
 
 def _leftovers(folder):
     """Temporaries and partial files under ``folder`` (the writer lock is not one)."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if p.name != ".labkit.lock")
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if not p.name.endswith(".lock"))
 
 
 def _state(folder):

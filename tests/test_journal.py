@@ -139,3 +139,19 @@ def test_a_feedback_page_that_cannot_be_written_is_a_note_not_the_end_of_the_cla
     assert results[0].status == Status.NOTES
     assert "feedback page not written (ValueError: No template sub-directory" in results[0].message
     assert len(results) > 1 and {r.status for r in results[1:]} <= {Status.NOT_RUN, Status.MANUAL}
+
+
+def test_a_second_grader_of_the_same_csv_is_refused_and_one_of_another_csv_is_not(tmp_path, capsys):
+    import fcntl
+
+    from labkit import cli
+
+    tmp_path.joinpath("x.ipynb").write_text("{}")
+    with open(tmp_path / ".grades.csv.lock", "a") as held:  # as the first grader holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert cli.main(["grade", str(tmp_path / "x.ipynb"), "--csv", str(tmp_path / "grades.csv")]) == 2
+        assert "another labkit grade --csv" in capsys.readouterr().err
+        assert not (tmp_path / "grades.csv").exists() and not (tmp_path / "grades.csv.journal").exists()
+        assert cli.main(["grade", str(tmp_path / "x.ipynb"), "--csv", str(tmp_path / "other.csv"),
+                         "--lab", "01_sparse_linear", "--no-sandbox", "--timeout", "60"]) == 0
+    assert autograde.read_csv(tmp_path / "other.csv")
