@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 
 def check_int(name: str, value, low: int, high: int | None = None, allowed: str | None = None) -> int:
     """``value`` as an int if it is an integer (not a bool) in ``low..high`` (``high`` None: no upper
@@ -18,6 +20,15 @@ def check_int(name: str, value, low: int, high: int | None = None, allowed: str 
     if value < low or (high is not None and value > high):
         raise ValueError(f"{name}={value!r}: allowed is {allowed}")
     return int(value)
+
+
+def check_integers(name: str, values) -> np.ndarray:
+    """``values`` (a sequence, array or tensor of ints) as a flat int64 array; TypeError when they are
+    floats or bools (which a cast would truncate or misread), naming ``name``."""
+    a = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values)
+    if a.size and a.dtype.kind not in "iu":
+        raise TypeError(f"{name} holds {a.dtype} values: allowed are ints (a cast would truncate them)")
+    return a.astype(np.int64).ravel()
 
 
 def check_number(name: str, value, low: float | None = None, allowed: str | None = None,

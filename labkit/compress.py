@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 from labkit import models, profiles, prune, train
 from labkit.atomic import atomic_open
 from labkit.blanks import student_writes
-from labkit.checks import check_int
+from labkit.checks import check_int, check_integers
 from labkit.huffman import HuffmanError, huffman_decode, huffman_encode, huffman_size
 from labkit.prune import prunable_layers
 
@@ -115,7 +115,7 @@ def relative_indices(positions, index_bits: int) -> tuple[np.ndarray, np.ndarray
     first counts from position 0). A longer gap stores filler zeros (``filler`` True), each after
     the longest gap, as in the paper's figure 2."""
     index_bits = _check_bits(index_bits, "index_bits")
-    positions = np.asarray(positions, dtype=np.int64).ravel()
+    positions = check_integers("positions", positions)
     gap = np.diff(positions, prepend=-1) - 1
     if gap.size and gap.min() < 0:
         raise ValueError("positions: allowed are strictly increasing ints >= 0")
@@ -160,6 +160,8 @@ def nearest_centroid(values: torch.Tensor, centroids: torch.Tensor) -> torch.Ten
     ascending ``centroids``; a value exactly halfway between two goes to the lower one. Shaped like
     ``values``."""
     centroids = torch.as_tensor(centroids, dtype=values.dtype)
+    if (centroids[1:] < centroids[:-1]).any():
+        raise ValueError(f"centroids={centroids.tolist()}: allowed are ascending centroids")
     return torch.bucketize(values, (centroids[1:] + centroids[:-1]) / 2)
 
 
@@ -194,6 +196,8 @@ def kmeans_1d(values: torch.Tensor, k: int, max_iter: int = 1000, assign=None, t
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
         raise ValueError(f"tol={tol!r}: allowed is a number >= 0 (a fraction of the value range)")
     v = values.detach().flatten().to("cpu", torch.float64)
+    if not torch.isfinite(v).all():
+        raise ValueError(f"values hold {int((~torch.isfinite(v)).sum())} NaN/Inf: allowed are finite values")
     if v.numel() == 0:
         return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
     centroids = torch.linspace(float(v.min()), float(v.max()), k, dtype=torch.float64)

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from labkit.checks import check_integers
+
 
 class HuffmanError(ValueError):
     """A payload does not decode to the announced symbols with the given code lengths."""
@@ -56,7 +58,7 @@ def canonical_codes(lengths) -> dict[int, tuple[int, int]]:
 def huffman_encode(symbols) -> tuple[list[int], bytes, int]:
     """Huffman-code a stream of ints >= 0: ``(code lengths per symbol, payload, payload bits)``; the
     payload is the codes, most significant bit first, zero-padded to whole bytes."""
-    symbols = np.asarray(symbols, dtype=np.int64).ravel()
+    symbols = check_integers("symbols", symbols)
     if symbols.size and symbols.min() < 0:
         raise ValueError(f"symbols holds {int(symbols.min())}: allowed are ints >= 0")
     lengths = huffman_code_lengths(np.bincount(symbols)) if symbols.size else []

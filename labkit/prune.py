@@ -80,6 +80,8 @@ def _threshold(magnitudes: torch.Tensor, q: float) -> torch.Tensor:
     if not torch.isfinite(magnitudes).all():
         raise ValueError("the weights hold NaN or Inf: percentile pruning needs finite weights")
     n = magnitudes.numel()
+    if n == 0:
+        raise ValueError("the weight is empty: percentile pruning needs at least one weight")
     index = (n - 1) * (q / 100)
     lo = math.floor(index)
     t = index - lo
@@ -173,11 +175,27 @@ def _masked_layers(net: nn.Module, masks) -> list[tuple[nn.Module, torch.Tensor]
     return pairs
 
 
+def _bool_masks(masks) -> dict[str, torch.Tensor]:
+    """``masks`` as bool tensors (True = kept): a mask of 0s and 1s is read as one, any other value (0.5
+    would scale the weights, 2 would grow them) is refused naming its layer."""
+    if not isinstance(masks, Mapping):
+        raise TypeError(f"masks={type(masks).__name__}: allowed is a dict {{layer name: mask tensor}}")
+    out = {}
+    for name, mask in masks.items():
+        if isinstance(mask, torch.Tensor) and mask.dtype != torch.bool:
+            if not ((mask == 0) | (mask == 1)).all():
+                raise ValueError(f"masks[{name!r}] holds values other than 0 and 1 ({mask.dtype}): allowed "
+                                 "is a bool tensor (True = kept), as prune_by_percentage returns")
+            mask = mask != 0
+        out[name] = mask
+    return out
+
+
 def apply_masks(net: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """Zero, in place, the weights whose mask entry is False/0 (layers missing from ``masks`` are
     left alone)."""
     with torch.no_grad():
-        for layer, mask in _masked_layers(net, masks):
+        for layer, mask in _masked_layers(net, _bool_masks(masks)):
             layer.weight.mul_(mask.to(layer.weight.device))
 
 
@@ -220,7 +238,7 @@ class KeepMasks(Callback):
 
     def _store(self, model: nn.Module) -> None:
         self._stored = [(layer.weight, torch.empty_like(layer.weight).copy_(mask))
-                        for layer, mask in _masked_layers(model, self.masks)]
+                        for layer, mask in _masked_layers(model, _bool_masks(self.masks))]
 
     def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
         self._store(model)  # again each epoch: fit may have moved the model
@@ -507,7 +525,7 @@ def sensitivity_scan(net: nn.Module, evaluate_fn, sparsities, layers=None, prune
 def to_torch_prune(net: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """Hand ``masks`` to ``torch.nn.utils.prune.custom_from_mask``: each layer gets ``weight_orig``
     (a parameter) and ``weight_mask`` (a buffer), and its forward uses weight_orig * weight_mask."""
-    for layer, mask in _masked_layers(net, masks):
+    for layer, mask in _masked_layers(net, _bool_masks(masks)):
         torch_prune.custom_from_mask(layer, "weight", mask.to(layer.weight.device))
 
 

@@ -99,9 +99,14 @@ def _check_weights(w, bit, symmetric) -> None:
     check_bit(bit, symmetric)
     if not isinstance(w, torch.Tensor) or not w.is_floating_point():
         raise TypeError(f"w={type(w).__name__} {getattr(w, 'dtype', '')}: allowed is a floating-point tensor")
+    if w.numel() == 0:
+        raise ValueError("w is empty: allowed is a tensor with at least one weight")
     if not torch.isfinite(w).all():
         bad = int((~torch.isfinite(w)).sum())
         raise ValueError(f"w holds {bad} NaN/Inf values: quantization needs finite weights")
+    if not torch.isfinite(w.max() - w.min()):
+        raise ValueError(f"w spans {float(w.min()):g}..{float(w.max()):g}: its range overflows {w.dtype}; "
+                         "allowed are weights whose max - min is finite")
 
 
 def quantize(w: torch.Tensor, bit, symmetric: bool = False) -> torch.Tensor:
@@ -264,6 +269,9 @@ class LSQQuantizer(nn.Module):
         self.initialized = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:
+            raise ValueError(f"x of shape {tuple(x.shape)} is empty: allowed is a tensor with at least one "
+                             "element (LSQ's gradient scale divides by the count)")
         if not self.initialized:
             self.init_step(x)
         n = x[0].numel() if self.activation else x.numel()

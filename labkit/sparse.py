@@ -99,7 +99,7 @@ def gradient(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
 def soft_threshold(W, threshold: float) -> np.ndarray:
     """Proximal operator of threshold * ||W||_1: sign(W_i) * max(|W_i| - threshold, 0), elementwise."""
     check_number("threshold", threshold, low=0)
-    return _soft(np.asarray(W, dtype=float), threshold)
+    return _soft(_finite_array("W", W), threshold)
 
 
 @student_writes("01_sparse_linear")
@@ -404,9 +404,10 @@ def _check_problem(X, y) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _with_last_axis(W) -> np.ndarray:
-    W = np.asarray(W, dtype=float)
-    if W.ndim == 0:
-        raise ValueError(f"W={W!r}: allowed is an array with at least one axis")
+    W = _finite_array("W", W)
+    if W.ndim == 0 or W.shape[-1] == 0:
+        raise ValueError(f"W of shape {W.shape}: allowed is an array with at least one entry on its last "
+                         "axis")
     return W
 
 

@@ -215,7 +215,7 @@ def test_support_step_is_where_the_support_stops_changing():
      "strengths=[]: allowed is a non-empty 1-D sequence of lam values"),
     (lambda: sparse.soft_threshold(np.ones(3), -0.5), "threshold=-0.5: allowed is a finite number >= 0"),
     (lambda: sparse.project_topk(np.ones(3), 4), "k=4: allowed is an int in 1..3"),
-    (lambda: sparse.project_topk(1.0, 1), "allowed is an array with at least one axis"),
+    (lambda: sparse.project_topk(1.0, 1), "allowed is an array with at least one entry on its last axis"),
     (lambda: sparse.trimmed_soft_threshold(np.ones(3), 0.1, -1), "n_penalized=-1: allowed is an int in 0..3"),
     (lambda: sparse.best_k_sparse(X3, Y3, 0), "k=0: allowed is an int in 1..5"),
 ])
