@@ -31,7 +31,7 @@ from labkit.atomic import atomic_open
 from labkit.results import totals
 
 LABS = ("00_concepts", "01_sparse_linear", "02_pruning_resnet20", "03_quantization_resnet20",
-        "04_lenet5_lsq", "05_lenet5_pruning", "06_deep_compression")
+        "04_lenet5_lsq", "05_lenet5_pruning", "06_deep_compression", "07_deployment")
 
 
 def cpu_name() -> str:

@@ -417,3 +417,15 @@ def plot_ste_gradient(w, w_q, upstream, grad, title: str = "") -> plt.Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_sparse_speedup(timings: dict, title: str = "") -> plt.Figure:
+    """Dense time over CSR time against density, one curve per ``{label: kernels.csr_timings rows}``; above
+    the line at 1 the zeros pay."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, rows in timings.items():
+        ax.plot([r["density"] for r in rows], [r["speedup"] for r in rows], marker="o", label=label)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="CSR as fast as dense")
+    ax.set(xscale="log", yscale="log", xlabel="density (fraction of weights kept)",
+           ylabel="speedup of CSR over dense")
+    return _finish(fig, [ax], title)

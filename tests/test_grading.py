@@ -301,7 +301,7 @@ def test_resolve_notebook_by_name_and_unknown_names():
     assert runner.resolve_notebook("01_sparse_linear.ipynb") == expected
     with pytest.raises(FileNotFoundError, match="no notebook '99_nope': allowed is a notebook file or one"):
         runner.resolve_notebook("99_nope")
-    assert [p.stem[:2] for p in runner.lab_notebooks()] == ["00", "01", "02", "03", "04", "05", "06"]
+    assert [p.stem[:2] for p in runner.lab_notebooks()] == ["00", "01", "02", "03", "04", "05", "06", "07"]
 
 
 def test_shipped_lab1_references_exist_for_both_profiles():

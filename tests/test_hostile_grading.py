@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(sandbox.available() is not None, reason="bubblew
 
 FAST = ("00_concepts", "01_sparse_linear")  # quick profile, in make test
 SLOW = ("02_pruning_resnet20", "03_quantization_resnet20", "04_lenet5_lsq", "05_lenet5_pruning",
-        "06_deep_compression")  # tiny profile, in make test-grading
+        "06_deep_compression", "07_deployment")  # tiny profile, in make test-grading
 
 
 def _totals(rows):
