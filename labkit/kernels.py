@@ -1,7 +1,7 @@
 """Compressed models on real CPU kernels, so that what compression saves can be timed.
 
-- int8: torch's own quantized engine (FX graph mode post-training quantization with the backend torch
-  picked for this CPU, e.g. fbgemm/x86: int8 convolutions and matmuls, BatchNorm folded, ReLU fused).
+- int8: torch's own quantized engine (FX graph mode post-training quantization on one of torch's CPU
+  backends, oneDNN by default: int8 convolutions and matmuls, BatchNorm folded, ReLU fused).
   :mod:`labkit.integer` shows the arithmetic; this is the same model on kernels written for speed.
 - sparse: a pruned fully connected layer as a CSR matrix (torch.sparse_csr) against the dense one, at
   each density, to find where the zeros start to pay.
@@ -24,15 +24,21 @@ from labkit.checks import check_int
 from labkit.measure import time_alternating
 
 
-def torch_int8(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
+def torch_int8(model: nn.Module, calibration: torch.Tensor, engine: str | None = None) -> nn.Module:
     """An int8 copy of the float ``model`` (eval mode, CPU) on torch's quantized kernels: observers placed
-    by FX graph mode quantization with the default mapping of this CPU's engine, calibrated on
-    ``calibration`` (normalized inputs), then converted."""
+    by FX graph mode quantization with ``engine``'s default mapping, calibrated on ``calibration``
+    (normalized inputs), then converted. ``engine`` (one of ``torch.backends.quantized.supported_engines``;
+    None: ``onednn`` where torch has it, which ran batches 1.5-2.4x faster than ``x86`` on an AVX2 CPU, see
+    docs/RESULTS.md) becomes torch's quantized engine for this process: the model runs on it."""
     from torch.ao.quantization import get_default_qconfig_mapping, quantize_fx
 
     if getattr(model, "nbits", None) is not None:
         raise ValueError(f"model is fake-quantized (nbits={model.nbits}): allowed is a float model")
-    engine = torch.backends.quantized.engine
+    engines = torch.backends.quantized.supported_engines
+    engine = engine or ("onednn" if "onednn" in engines else torch.backends.quantized.engine)
+    if engine not in engines:
+        raise ValueError(f"engine={engine!r}: allowed are {', '.join(e for e in engines if e != 'none')}")
+    torch.backends.quantized.engine = engine
     float_model = copy.deepcopy(model).cpu().eval()
     example = calibration[:1].float().contiguous()
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
