@@ -81,10 +81,11 @@ def _digest(key: str, rows: list[dict]) -> str:
 def _drop_cut_line(f) -> int:
     """Cut a line that a killed writer left unfinished off the end of ``f`` (open for appending); return
     where the whole lines end."""
+    end = f.seek(0, os.SEEK_END)
+    if end == 0 or (f.seek(end - 1), f.read(1))[1] == b"\n":
+        return end  # the usual case: one byte read, not the whole journal on every append
     f.seek(0)
-    text = f.read()
-    whole = text.rfind(b"\n") + 1
-    if whole < len(text):
-        f.truncate(whole)
+    whole = f.read().rfind(b"\n") + 1
+    f.truncate(whole)
     f.seek(whole)
     return whole
