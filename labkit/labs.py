@@ -2,15 +2,17 @@
 
 Lab 3 (d) starts from Lab 2 (e)'s 70% global-pruned ResNet-20, made with labkit's own pruning functions
 (``make_global_pruned_resnet20``) so that it does not depend on whose notebook 02 ran before:
-``global_pruned_resnet20`` loads it from the checkpoint cache when it is there (made by the same recipe) and
-makes it otherwise. Being labkit's alone, it is shared like a pretrained model: ``labkit grade`` makes it
-once per class, not once per submission. Notebook 02's own (e) run uses the student's functions and saves
-nothing.
+``global_pruned_resnet20`` loads it from the checkpoint cache when it is there, made from the same inputs
+(``global_recipe``: the profile's settings and the pretrained weights), and makes it otherwise. Being
+labkit's alone, it is shared like a pretrained model: ``labkit grade`` makes it once per class, not once per
+submission. Notebook 02's own (e) run uses the student's functions, so it is not reused (a grade must not
+rest on a model the student's code made) and saves nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from torch import nn
@@ -79,8 +81,13 @@ def global_pruned_path(profile: Profile, dataset: str) -> Path:
     return checkpoints.CACHE_DIR / f"resnet20-{dataset}-{profile.name}-global70.pt"
 
 
-def _global_recipe(profile: Profile) -> dict:
-    return {"global_iterative_prune": 70.0, "profile": profile.name}
+def global_recipe(profile: Profile, dataset: str | None = None) -> dict:
+    """What Lab 2 (e)'s model is made from, stored with it as its cache key: the pruning, every setting of
+    ``profile`` (epochs, batch, subsets, ...) and the checksum of the pretrained weights it starts from. A
+    cached model made from anything else (an older profile, another checkpoint) is made again."""
+    settings = json.loads(json.dumps(asdict(profile)))  # tuples as lists: equal to what a load gives back
+    return {"global_iterative_prune": 70.0, "profile": settings,
+            "pretrained": lab_model(profile, "resnet20", dataset)[1]["checksum"]}
 
 
 def make_global_pruned_resnet20(profile: Profile, dataset: str | None = None, progress: bool = True
@@ -92,7 +99,7 @@ def make_global_pruned_resnet20(profile: Profile, dataset: str | None = None, pr
     history = iterative_prune(model, lab_data(profile, "resnet20", dataset), profile, global_=True,
                               progress=progress)
     checkpoints.save_checkpoint(model, global_pruned_path(profile, name), arch="resnet20", dataset=name,
-                                accuracy=history.best_acc, recipe=_global_recipe(profile))
+                                accuracy=history.best_acc, recipe=global_recipe(profile, dataset))
     return model, history
 
 
@@ -100,13 +107,13 @@ def global_pruned_resnet20(profile: Profile, dataset: str | None = None, **model
                            ) -> tuple[nn.Module, dict]:
     """Lab 2 (e)'s ResNet-20, iteratively pruned to 70% with one global threshold: loaded from
     ``global_pruned_path``, or made there first (``make_global_pruned_resnet20``) when that file is
-    missing, unreadable or made by another recipe. ``model_kwargs`` (e.g. ``nbits=2``) build a quantized
-    variant around the same weights."""
+    missing, unreadable or made from other inputs (``global_recipe``). ``model_kwargs`` (e.g.
+    ``nbits=2``) build a quantized variant around the same weights."""
     name = dataset_name(profile, "resnet20", dataset)
     path = global_pruned_path(profile, name)
     try:
         _, meta = checkpoints.load_checkpoint(path, arch="resnet20", dataset=name)
-        usable = meta.get("recipe") == _global_recipe(profile)
+        usable = meta.get("recipe") == global_recipe(profile, dataset)
     except (FileNotFoundError, checkpoints.CheckpointError):
         usable = False
     if not usable:
@@ -119,8 +126,8 @@ def layer_sensitivity(model: nn.Module, data, profile: Profile, sparsities=(30, 
     """``(dense accuracy, {layer: [accuracy per sparsity]})``: test accuracy of ``model`` as it is, and
     after pruning one layer at a time to each of ``sparsities`` (percent) with ``prune_layer(layer, q)``
     (default ``prune.prune_by_percentage``; ``prune.sensitivity_scan``, ``model`` is left unchanged).
-    Both on a class-balanced ``profile.scan_fraction`` of ``data``'s test images (250 of ResNet-20's
-    1000 in quick; all in full)."""
+    Both on a class-balanced ``profile.scan_fraction`` of ``data``'s test images (150 of ResNet-20's
+    500 in quick; all in full)."""
     if profile.scan_fraction < 1:
         data = data.subset(None, int(len(data.test_y) * profile.scan_fraction))
 

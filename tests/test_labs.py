@@ -1,5 +1,6 @@
 import copy
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -30,11 +31,11 @@ def pruned_fraction(n: int, q: float) -> float:
 
 def test_finetune_config_follows_the_profile_and_overrides():
     quick, full = labs.finetune_config(QUICK), labs.finetune_config(FULL)
-    assert (quick.epochs, quick.batch_size) == (QUICK.finetune_epochs, QUICK.batch_size) == (3, 128)
+    assert (quick.epochs, quick.batch_size) == (QUICK.finetune_epochs, QUICK.batch_size) == (2, 64)
     assert (full.epochs, full.batch_size) == (20, 256)
     assert (full.lr, full.momentum, full.weight_decay, full.schedule) == (0.01, 0.9, 5e-4, "cosine")
     custom = labs.finetune_config(QUICK, epochs=7, lr=0.05)
-    assert (custom.epochs, custom.lr, custom.batch_size) == (7, 0.05, 128)
+    assert (custom.epochs, custom.lr, custom.batch_size) == (7, 0.05, 64)
     with pytest.raises(TypeError):
         labs.finetune_config(QUICK, epoch=7)
 
@@ -135,8 +136,7 @@ def test_iterative_prune_runs_a_wrong_function_as_it_is(tiny_data):
 
 def save_artifact(model: nn.Module, profile: Profile, recipe=None) -> None:
     checkpoints.save_checkpoint(model, labs.global_pruned_path(profile, MINI), arch="resnet20", dataset=MINI,
-                                accuracy=0.5, recipe=recipe or {"global_iterative_prune": 70.0,
-                                                                "profile": profile.name})
+                                accuracy=0.5, recipe=recipe or labs.global_recipe(profile))
 
 
 def test_global_pruned_resnet20_loads_an_existing_artifact_without_retraining(monkeypatch, tmp_path):
@@ -154,7 +154,8 @@ def test_global_pruned_resnet20_loads_an_existing_artifact_without_retraining(mo
     assert torch.equal(quantized.body_op[0].conv1.weight, model.body_op[0].conv1.weight)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "other recipe"])
+@pytest.mark.parametrize("damage", ["truncated", "other recipe", "other profile settings",
+                                    "other pretrained weights"])
 def test_global_pruned_resnet20_remakes_a_damaged_or_foreign_artifact(monkeypatch, tmp_path, damage):
     monkeypatch.setattr(checkpoints, "CACHE_DIR", tmp_path)
     model = resnet20(in_channels=1)
@@ -162,8 +163,12 @@ def test_global_pruned_resnet20_remakes_a_damaged_or_foreign_artifact(monkeypatc
         save_artifact(model, QUICK)
         path = labs.global_pruned_path(QUICK, MINI)
         path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "other recipe":
+        save_artifact(model, QUICK, recipe={**labs.global_recipe(QUICK), "global_iterative_prune": 50.0})
+    elif damage == "other profile settings":  # e.g. made before the quick profile's epochs changed
+        save_artifact(model, QUICK, recipe=labs.global_recipe(replace(QUICK, finetune_epochs=3)))
     else:
-        save_artifact(model, QUICK, recipe={"global_iterative_prune": 50.0, "profile": "quick"})
+        save_artifact(model, QUICK, recipe={**labs.global_recipe(QUICK), "pretrained": "0" * 64})
     made = []
 
     def make(profile, dataset=None):
@@ -181,7 +186,8 @@ def test_global_pruned_resnet20_makes_a_missing_artifact_once(monkeypatch, tmp_p
     profile = Profile("tiny", 1, 1, 100, {"resnet20": MINI})
     model, meta = labs.global_pruned_resnet20(profile)
     assert (tmp_path / f"resnet20-{MINI}-tiny-global70.pt").is_file()
-    assert meta["recipe"] == {"global_iterative_prune": 70.0, "profile": "tiny"}
+    assert meta["recipe"] == labs.global_recipe(profile)
+    assert meta["recipe"]["profile"]["batch_size"] == 100
     n = sum(layer.weight.numel() for _, layer in prune.prunable_layers(model))
     assert prune.sparsity_report(model)["total"] == pruned_fraction(n, 70.0)
     monkeypatch.setattr(labs, "iterative_prune", must_not_run)

@@ -10,13 +10,15 @@ def test_quick_profile_uses_the_embedded_balanced_subset():
     p = profiles.get_profile("quick")
     ds = profiles.lab_data(p, "resnet20")
     assert ds.name == "fashion-mnist-mini"
-    assert (len(ds.train_y), len(ds.test_y)) == p.subsets["resnet20"] == (3000, 1000)
-    assert torch.bincount(ds.train_y).tolist() == [300] * 10
+    assert (len(ds.train_y), len(ds.test_y)) == p.subsets["resnet20"] == (1000, 500)
+    assert torch.bincount(ds.train_y).tolist() == [100] * 10
+    assert torch.bincount(ds.test_y).tolist() == [50] * 10
 
 
-def test_quick_profile_gives_lenet5_the_whole_mini_set():
+def test_quick_profile_gives_lenet5_half_the_mini_set_and_all_its_test_images():
     ds = profiles.lab_data(profiles.QUICK, "lenet5")
-    assert (len(ds.train_y), len(ds.test_y)) == (10_000, 2_000)
+    assert (len(ds.train_y), len(ds.test_y)) == (5_000, 2_000)
+    assert torch.bincount(ds.train_y).tolist() == [500] * 10
 
 
 def test_full_profile_follows_the_handouts():

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.harness
 @pytest.fixture(scope="module")
 def standin_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("standin-data")
-    standins.cifar10(root, n_train=3000, n_test=1000)  # the quick profile's ResNet-20 subset
+    standins.cifar10(root, n_train=1000, n_test=500)  # the quick profile's ResNet-20 subset
     standins.mnist(root, n_train=4000, n_test=1000)
     return root
 
