@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/channel_prune_latency.py [--ratio 0.5] [--batch 256] [--repeats 20]
                                                           [--warmup 2] [--threads N]
 
-Three models in one process: the dense ResNet-20, the same with ``prune.channel_masks(net, ratio)``
+Three models in one process: the dense ResNet-20, the same with ``channel_pruning.channel_masks(net, ratio)``
 applied (the removed inner channels of every block are zeros: same shapes), and
-``prune.channel_prune(net, ratio)`` (the inner channels are gone: smaller tensors). Their latency is
+``channel_pruning.channel_prune(net, ratio)`` (the inner channels are gone: smaller tensors). Their latency is
 ``measure.latencies``: the median of ``repeats`` forward passes on one random 3x32x32 batch after
 ``warmup`` passes, in eval mode, the models taking turns so that load on the machine hits all alike.
 Printed: each median, the speedups over dense (target: physical >= 1.5x, masked about 1.0x), the
@@ -21,7 +21,7 @@ import copy
 
 import torch
 
-from labkit import measure, prune
+from labkit import channel_pruning, measure, prune
 from labkit.models import resnet20
 
 INPUT = (3, 32, 32)
@@ -39,8 +39,8 @@ def main() -> None:
     torch.manual_seed(0)
     dense = resnet20().eval()
     masked = copy.deepcopy(dense)
-    prune.apply_masks(masked, prune.channel_masks(dense, args.ratio))
-    physical = prune.channel_prune(dense, args.ratio)
+    prune.apply_masks(masked, channel_pruning.channel_masks(dense, args.ratio))
+    physical = channel_pruning.channel_prune(dense, args.ratio)
     models = {"dense": dense, f"masked {args.ratio}": masked, f"physical {args.ratio}": physical}
 
     x = torch.randn(8, *INPUT)

@@ -117,7 +117,7 @@ def host_syncs(dev: torch.device) -> dict:
 
 def _masked_resnet20() -> tuple:
     net = models.resnet20()
-    return net, [prune.KeepMasks(prune.global_prune_by_percentage(net, 70))]
+    return net, [prune.MaskStep(prune.global_prune_by_percentage(net, 70))]
 
 
 def _variants() -> dict:

@@ -1,5 +1,5 @@
 """Cost of keeping pruned weights at zero while fine-tuning ResNet-20: a training step with
-``KeepMasks.after_step`` after the optimizer step (what ``finetune_after_prune`` does) against the
+``MaskStep.after_step`` after the optimizer step (what ``finetune_after_prune`` does) against the
 same step without it.
 
     .venv/bin/python benchmarks/prune_overhead.py [--steps 20] [--warmup 3] [--batch 128] [--device cpu]
@@ -23,7 +23,7 @@ from _step_args import parse_step_args
 
 from labkit.measure import time_alternating
 from labkit.models import resnet20
-from labkit.prune import KeepMasks, prunable_layers, prune_by_percentage
+from labkit.prune import MaskStep, prunable_layers, prune_by_percentage
 
 
 def main() -> None:
@@ -34,9 +34,9 @@ def main() -> None:
     masks = {name: prune_by_percentage(layer, 70) for name, layer in prunable_layers(base)}
     x = torch.randn(args.batch, 3, 32, 32, device=device).to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch,), device=device)
-    keep = KeepMasks(masks)
+    keep = MaskStep(masks)
     runs = {}
-    for name in ("without masks", "with KeepMasks"):
+    for name in ("without masks", "with MaskStep"):
         model = copy.deepcopy(base).to(device, memory_format=torch.channels_last).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         runs[name] = (model, opt)
@@ -46,15 +46,15 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         opt.step()
-        if name == "with KeepMasks":
+        if name == "with MaskStep":
             keep.after_step(model)
 
     times = time_alternating({name: partial(step, name) for name in runs} |
-                             {"after_step": partial(keep.after_step, runs["with KeepMasks"][0])},
+                             {"after_step": partial(keep.after_step, runs["with MaskStep"][0])},
                              args.steps, args.warmup, device)
     mask_times = times.pop("after_step")
 
-    kept_layers = prunable_layers(runs["with KeepMasks"][0])
+    kept_layers = prunable_layers(runs["with MaskStep"][0])
     assert all(torch.all(layer.weight[~masks[name].to(device)] == 0) for name, layer in kept_layers)
     print(f"ResNet-20 fine-tuning step, 70% pruned, batch {args.batch}x3x32x32 channels_last, "
           f"device {device}, {torch.get_num_threads()} threads, median of {args.steps} steps after "
@@ -62,10 +62,10 @@ def main() -> None:
     plain, kept = (statistics.median(times[name]) for name in runs)
     ratio = statistics.median(k / p for p, k in zip(*times.values(), strict=True))  # pairs share the moment
     print(f"  without masks   {1e3 * plain:8.1f} ms/step")
-    print(f"  with KeepMasks  {1e3 * kept:8.1f} ms/step")
+    print(f"  with MaskStep  {1e3 * kept:8.1f} ms/step")
     print(f"  ratio, median over the step pairs: x{ratio:.3f}, overhead {100 * (ratio - 1):+.1f}% "
           "(target <= 5%)")
-    print(f"  KeepMasks.after_step alone {1e3 * statistics.median(mask_times):.3f} ms "
+    print(f"  MaskStep.after_step alone {1e3 * statistics.median(mask_times):.3f} ms "
           f"({100 * statistics.median(mask_times) / plain:.2f}% of a step)")
 
 

@@ -12,6 +12,9 @@ functions' outputs on the instructor's hidden cases. Scoring happens here, again
 before the submission starts. What a submission's code does to its own process (patching the grader,
 labkit, numpy), to its files or to the answers file changes nothing but what its own functions return;
 its worker cannot read the references, the instructor's or another student's files, or other processes.
+
+Size (about 570 lines): one pipeline read top to bottom (find, merge, run sandboxed, score, journal,
+CSV, shards); what stands alone lives in ``cells``, ``scoring``, ``journal``, ``sandbox`` and ``feedback``.
 """
 
 from __future__ import annotations

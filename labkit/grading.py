@@ -20,6 +20,9 @@ points; a question's outcome is a :class:`labkit.results.Result`.
 
 Values are stored and compared as :mod:`labkit.answers` says; :mod:`labkit.scoring` judges them (the
 same code scores a submission in ``labkit grade``).
+
+Size (about 500 lines): the recorder, the answerer and the checker share the catalog, its rules and the
+reference files; apart they would import each other.
 """
 
 from __future__ import annotations

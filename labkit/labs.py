@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from labkit import checkpoints, prune, train
+from labkit import checkpoints, prune, schedules, train
 from labkit.profiles import Profile, dataset_name, lab_data, lab_model
 
 ARTIFACTS = checkpoints.CHECKPOINT_DIR.parent / "runs" / "artifacts"
@@ -36,22 +36,23 @@ def finetune_config(profile: Profile, **overrides) -> train.TrainConfig:
     return replace(config, **overrides)
 
 
-SCHEDULES = ("linear", "agp")
+PRUNE_SCHEDULES = ("linear", "agp")  # pruning schedules (train.LR_SCHEDULES: learning rates)
 
 
 def prune_schedule(profile: Profile, q_final: float = 70.0, global_: bool = False,
-                   schedule: str = "linear", **functions) -> prune.LinearSchedule | prune.AGPSchedule:
+                   schedule: str = "linear", **functions) -> schedules.LinearSchedule | schedules.AGPSchedule:
     """Lab 2's iterative pruning steps, one before each of the first P = ``profile.prune_epochs``
     epochs: ``"linear"`` (the handout's q_final * (e+1) / P percent, pruned weights may regrow until
     the last step) or ``"agp"`` (Zhu & Gupta's cubic ramp to q_final, masks kept between steps).
     ``functions``: the handout's functions that do the pruning and the mask step instead of labkit's
     (``prune_layer``, ``prune_net``, ``make_masks``, ``keep_masks``; see ``labkit.prune``)."""
     if schedule == "linear":
-        return prune.LinearSchedule(q_final=q_final, prune_epochs=profile.prune_epochs, global_=global_,
+        return schedules.LinearSchedule(q_final=q_final, prune_epochs=profile.prune_epochs, global_=global_,
                                     **functions)
     if schedule == "agp":
-        return prune.AGPSchedule(s_final=q_final, n_steps=profile.prune_epochs, global_=global_, **functions)
-    raise ValueError(f"schedule={schedule!r}: allowed are {', '.join(SCHEDULES)}")
+        return schedules.AGPSchedule(s_final=q_final, n_steps=profile.prune_epochs, global_=global_,
+                                     **functions)
+    raise ValueError(f"schedule={schedule!r}: allowed are {', '.join(PRUNE_SCHEDULES)}")
 
 
 def iterative_prune(model: nn.Module, data, profile: Profile, q_final: float = 70.0, global_: bool = False,
@@ -63,13 +64,13 @@ def iterative_prune(model: nn.Module, data, profile: Profile, q_final: float = 7
     ``prune_schedule``) or a schedule ``prune_schedule`` made, whose ``steps`` then record the run."""
     if isinstance(schedule, str):
         steps = prune_schedule(profile, q_final, global_, schedule, **functions)
-    elif isinstance(schedule, prune.LinearSchedule | prune.AGPSchedule):
+    elif isinstance(schedule, schedules.LinearSchedule | schedules.AGPSchedule):
         if functions:
             raise TypeError(f"{', '.join(functions)}: with a ready schedule, give them to prune_schedule")
         steps = schedule
     else:
-        raise TypeError(f"schedule={schedule!r}: allowed is one of {', '.join(SCHEDULES)} or a schedule from "
-                        "prune_schedule")
+        raise TypeError(f"schedule={schedule!r}: allowed is one of {', '.join(PRUNE_SCHEDULES)} or a "
+                        "schedule from prune_schedule")
     config = finetune_config(profile, epochs=2 * profile.prune_epochs, best_after=profile.prune_epochs)
     history = train.fit(model, data, config, callbacks=[steps], progress=progress,
                         desc=f"{'global ' if steps.global_ else ''}{steps.name} prune", restore_best=True)

@@ -4,7 +4,7 @@ size budget.
 ``bit_sensitivity`` quantizes each prunable layer alone at several bit widths and measures the model;
 ``allocate_bits`` picks the widths with the best summed measure whose total size fits the budget;
 ``quantize_layers`` applies an allocation to a copy. The quantizer is a parameter:
-``labkit.compress.share_layer`` (k-means weight sharing) or ``fixed_point_layer`` (the handout's
+``labkit.sharing.share_layer`` (k-means weight sharing) or ``fixed_point_layer`` (the handout's
 linear quantizer).
 """
 
@@ -20,8 +20,8 @@ from torch import nn
 
 from labkit import quant
 from labkit.checks import check_int
-from labkit.compress import MAX_BITS, share_layer
 from labkit.prune import prunable_layers
+from labkit.sharing import MAX_BITS, share_layer
 
 
 def fixed_point_layer(layer: nn.Module, bits: int) -> None:

@@ -1,4 +1,8 @@
-"""The figures the labs ask for (matplotlib). Each function returns the Figure it drew."""
+"""The figures the labs ask for (matplotlib). Each function returns the Figure it drew.
+
+Size (about 430 lines): independent functions, one per figure, kept together so that they share one
+style and its helpers.
+"""
 
 from __future__ import annotations
 
@@ -320,10 +324,10 @@ def plot_channel_pattern(kept: dict, title: str = "") -> plt.Figure:
     return fig
 
 
-# ---- Deep Compression (labkit.compress) and the concept questions ----
+# ---- Deep Compression (labkit.compress, labkit.codec) and the concept questions ----
 
 def plot_compression_stages(report, title: str = "") -> plt.Figure:
-    """Bytes of each prunable layer (and of the rest) at every stage of a ``compress.CompressionReport``
+    """Bytes of each prunable layer (and of the rest) at every stage of a ``codec.CompressionReport``
     (dense, pruned, shared, huffman) as grouped bars on a log scale, the paper's view of where the
     bytes go; the legend gives each stage's total and ratio."""
     stages = ("dense", "pruned", "shared", "huffman")

@@ -1,10 +1,13 @@
-"""Weight pruning: masks, per-layer and global percentile pruning, schedules, channel pruning.
+"""Weight pruning: prunable layers, per-layer and global percentile pruning, masks and the mask step
+(``MaskStep``, the one callback that keeps pruned weights at zero), sensitivity scans, the handout's
+functions as tensor functions for ``Grader.check_function``, torch.nn.utils.prune interop. Iterative
+schedules are ``labkit.schedules``, channel pruning ``labkit.channel_pruning``.
 
 The handout's vocabulary: ``q`` is the percentage (0..100) of weights to prune; a *mask* is a bool
 tensor shaped like a layer's weight (True = kept); masks travel as ``{layer name: mask}`` over the
 *prunable layers*: those the model declares (``prunable_layer_names``; for a model that declares none,
 every Conv2d and Linear except the shortcut projections ``id_mapping``). Only weights are pruned; biases
-and BatchNorm stay dense. Channel pruning removes the ``channel_groups`` the model declares.
+and BatchNorm stay dense.
 
 The runs take the handout's functions as arguments, so a student's own versions can drive them (labkit's
 are the defaults): ``prune_layer(layer, q)`` (``prune_by_percentage``), ``prune_net(net, q)``
@@ -14,11 +17,9 @@ with ``keep_masks(net, masks)`` (after every optimizer step; ``masks_from_zeros`
 
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 import torch.nn.utils.prune as torch_prune
@@ -26,14 +27,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labkit.blanks import student_writes
-from labkit.checks import check_int
 from labkit.train import Callback, fit
 
 # ---------------------------------------------------------------------------------------------------
 # Checks
 
 
-def _check_percent(value, name: str) -> float:
+def check_percent(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}={value!r}: allowed is a number in 0..100 (a percentage)")
     if not 0 <= value <= 100:  # NaN fails here too
@@ -52,6 +52,16 @@ def _weight(layer) -> torch.Tensor:
 # Prunable layers and percentile pruning
 
 
+def submodule(model: nn.Module, name: str, allowed: tuple[type, ...], what: str = "channel pruning"
+              ) -> nn.Module:
+    """``model``'s submodule ``name``, a ValueError naming it unless it is one of ``allowed`` types."""
+    module = model.get_submodule(name)
+    if not isinstance(module, allowed):
+        raise ValueError(f"{name} is a {type(module).__name__}: {what} handles only "
+                         f"{' / '.join(t.__name__ for t in allowed)} there")
+    return module
+
+
 def prunable_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of every prunable layer, in the order the model declares them
     (``prunable_layer_names``, as every ``labkit.models`` network does: 20 for ResNet-20, 5 for
@@ -64,7 +74,7 @@ def prunable_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
         layers = [(name, m) for name, m in net.named_modules()
                   if isinstance(m, (nn.Conv2d, nn.Linear)) and "id_mapping" not in name]
     else:
-        layers = [(name, _module(net, name, (nn.Conv2d, nn.Linear), "pruning")) for name in names]
+        layers = [(name, submodule(net, name, (nn.Conv2d, nn.Linear), "pruning")) for name in names]
     if not layers:
         raise ValueError(f"net={type(net).__name__} has no prunable layer: allowed is a model with a Conv2d "
                          "or Linear outside id_mapping, or one that declares prunable_layer_names")
@@ -110,7 +120,7 @@ def prune_by_percentage(layer: nn.Module, q: float = 70.0) -> torch.Tensor:
     gives the same order as |w|, hence the same masks: there is no separate function for it.
     """
     weight = _weight(layer)
-    q = _check_percent(q, "q")
+    q = check_percent(q, "q")
     return _prune_at(layer, _threshold(weight.detach().abs().flatten(), q))
 
 
@@ -119,12 +129,12 @@ def global_prune_by_percentage(net: nn.Module, q: float = 70.0) -> dict[str, tor
     """Like ``prune_by_percentage`` with ONE threshold: the q-th percentile of |w| over all prunable
     layers together, so layers with small weights end up sparser. Returns masks by layer name."""
     layers = prunable_layers(net)
-    q = _check_percent(q, "q")
+    q = check_percent(q, "q")
     threshold = _threshold(torch.cat([layer.weight.detach().abs().flatten() for _, layer in layers]), q)
     return {name: _prune_at(layer, threshold) for name, layer in layers}
 
 
-def _prune(net: nn.Module, q: float, global_: bool, prune_layer=None, prune_net=None) -> None:
+def prune_to(net: nn.Module, q: float, global_: bool, prune_layer=None, prune_net=None) -> None:
     """Prune every prunable layer of ``net`` to q percent: ``prune_net(net, q)`` if ``global_`` (default
     ``global_prune_by_percentage``), else ``prune_layer(layer, q)`` per layer (default
     ``prune_by_percentage``). Their return values are not used: the masks are read from the zeros."""
@@ -222,29 +232,44 @@ def format_sparsity(report: Mapping[str, float]) -> str:
     return "\n".join([*lines, f"Total sparsity: {report['total']}"])
 
 
-class KeepMasks(Callback):
-    """Keep pruned weights at zero while training: after every optimizer step, weight *= mask, so
-    neither momentum nor weight decay regrows a pruned weight.
+class MaskStep(Callback):
+    """Keep pruned weights at zero while training: the handout's fine-tuning mask step, the one callback
+    every labkit loop uses. ``masks`` (given, else ``make_masks(model)`` once, before the first epoch,
+    after ``fit`` has placed the model; default ``masks_from_zeros``), then after every optimizer step
+    ``keep_masks(model, masks)``, so neither momentum nor weight decay regrows a pruned weight.
 
-    ``on_epoch_start`` checks the masks against the model, stores them in each weight's dtype, device
-    and memory format, and applies them; ``after_step`` is then one in-place multiply per layer (it
-    stores the masks itself when called without ``on_epoch_start``, as in a hand-written loop).
-    Do not combine with ``to_torch_prune``: there torch's own forward hook applies the mask.
-    """
+    Without ``keep_masks`` (labkit's own step) the masks are checked against the model and stored in
+    each weight's dtype, device and memory format at every epoch start and applied at once; each step
+    is then one in-place multiply per layer (stored on first use in a hand-written loop, without
+    ``on_epoch_start``). A given ``keep_masks`` (a student's) gets the masks as ``make_masks`` made
+    them. Do not combine with ``to_torch_prune``: there torch's own forward hook applies the mask."""
 
-    def __init__(self, masks: Mapping[str, torch.Tensor]):
+    def __init__(self, masks: Mapping[str, torch.Tensor] | None = None, *, make_masks=None, keep_masks=None):
         self.masks = masks
-        self._stored = None  # [(weight, mask as a tensor like the weight)]
+        self.make_masks = make_masks or masks_from_zeros
+        self.keep_masks = keep_masks
+        self._stored = None  # labkit's own step: [(weight, mask as a tensor like the weight)]
+
+    def _masks(self, model: nn.Module) -> Mapping[str, torch.Tensor]:
+        if self.masks is None:
+            self.masks = self.make_masks(model)
+        return self.masks
 
     def _store(self, model: nn.Module) -> None:
         self._stored = [(layer.weight, torch.empty_like(layer.weight).copy_(mask))
-                        for layer, mask in _masked_layers(model, _bool_masks(self.masks))]
+                        for layer, mask in _masked_layers(model, _bool_masks(self._masks(model)))]
 
     def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
+        if self.keep_masks is not None:
+            self._masks(model)
+            return
         self._store(model)  # again each epoch: fit may have moved the model
         self.after_step(model)
 
     def after_step(self, model: nn.Module) -> None:
+        if self.keep_masks is not None:
+            self.keep_masks(model, self._masks(model))
+            return
         if self._stored is None:
             self._store(model)
         with torch.no_grad():
@@ -252,165 +277,16 @@ class KeepMasks(Callback):
                 weight.mul_(mask)
 
 
-class MaskStep(Callback):
-    """The handout's fine-tuning mask step with given functions: ``masks = make_masks(model)`` once,
-    before the first epoch (after ``fit`` has placed the model; skipped when ``masks`` are given), then
-    ``keep_masks(model, masks)`` after every optimizer step, as in the handout's ``finetune_after_prune``.
-    With labkit's ``masks_from_zeros`` / ``apply_masks`` (the defaults) it does what ``KeepMasks`` does
-    for masks read from the zeros."""
-
-    def __init__(self, make_masks=None, keep_masks=None, masks: Mapping[str, torch.Tensor] | None = None):
-        self.make_masks = make_masks or masks_from_zeros
-        self.keep_masks = keep_masks or apply_masks
-        self.masks = masks
-
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
-        if self.masks is None:
-            self.masks = self.make_masks(model)
-
-    def after_step(self, model: nn.Module) -> None:
-        if self.masks is None:
-            self.masks = self.make_masks(model)
-        self.keep_masks(model, self.masks)
-
-
-def _mask_callback(make_masks, keep_masks, masks=None) -> Callback:
-    """``KeepMasks`` (labkit's fast mask step) unless a function of the mask step is given."""
-    if make_masks is None and keep_masks is None:
-        return KeepMasks(masks)
-    return MaskStep(make_masks, keep_masks, masks)
-
-
 def finetune_after_prune(net: nn.Module, data, config, masks: Mapping[str, torch.Tensor] | None = None,
                          *, make_masks=None, keep_masks=None, **fit_kwargs):
     """Fine-tune a pruned ``net`` with ``labkit.train.fit`` while its pruned weights stay zero and
     return fit's ``History``. ``masks`` default to ``make_masks(net)`` (default ``masks_from_zeros``),
-    taken once; after every optimizer step ``keep_masks(net, masks)`` (default: labkit's ``KeepMasks``)
-    zeros the pruned weights again. Pass the handout's two pieces to run a student's own mask step.
-    Extra keyword arguments go to ``fit`` (its ``callbacks`` run after the mask step)."""
-    if masks is None and make_masks is None:
-        masks = masks_from_zeros(net)
-    callbacks = (_mask_callback(make_masks, keep_masks, masks), *fit_kwargs.pop("callbacks", ()))
-    return fit(net, data, config, callbacks=callbacks, **fit_kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Iterative pruning schedules
-
-
-def linear_sparsity(epoch: int, q_final: float = 70.0, prune_epochs: int = 10) -> float:
-    """Percent the handout's linear schedule prunes to before epoch ``epoch`` (0-based):
-    q_final * (epoch + 1) / prune_epochs, held at q_final from epoch prune_epochs - 1 on."""
-    epoch = check_int("epoch", epoch, 0)
-    q_final = _check_percent(q_final, "q_final")
-    prune_epochs = check_int("prune_epochs", prune_epochs, 1)
-    return q_final * min(epoch + 1, prune_epochs) / prune_epochs
-
-
-def agp_sparsity(epoch: int, s_final: float, s_initial: float = 0.0, start_epoch: int = 0,
-                 n_steps: int = 10, prune_every: int = 1) -> float:
-    """Percent AGP (Zhu & Gupta 2017) prunes to before epoch ``epoch``: the k-th step (k = 1..n_steps,
-    before epoch start_epoch + (k - 1) * prune_every) targets s_f + (s_i - s_f) * (1 - k / n_steps)**3,
-    i.e. the paper's s_t with t - t0 = k * dt, so the last step reaches s_final. Before start_epoch:
-    s_initial (the paper's step k = 0, which prunes nothing new, is skipped)."""
-    epoch = check_int("epoch", epoch, 0)
-    s_final, s_initial = _check_percent(s_final, "s_final"), _check_percent(s_initial, "s_initial")
-    if s_initial > s_final:
-        raise ValueError(f"s_initial={s_initial} > s_final={s_final}: AGP only increases the sparsity")
-    start_epoch = check_int("start_epoch", start_epoch, 0)
-    n_steps = check_int("n_steps", n_steps, 1)
-    prune_every = check_int("prune_every", prune_every, 1)
-    k = min(max((epoch - start_epoch) // prune_every + 1, 0), n_steps)
-    return s_final + (s_initial - s_final) * (1 - k / n_steps) ** 3
-
-
-class _PruneSchedule(Callback):
-    """Before each epoch in ``targets`` ({epoch: percent}), prune every prunable layer to that percent
-    (``global_``: one threshold over all of them). From the last pruning epoch on, the masks are kept
-    after every step; between earlier steps only if ``keep_between_steps``.
-
-    The pruning functions (``prune_layer(layer, q)``, or ``prune_net(net, q)`` with ``global_``) and
-    the mask step (``make_masks(net)`` after each kept step, ``keep_masks(net, masks)`` after every
-    optimizer step) default to labkit's; see the module docstring. ``steps`` records each pruning
-    step: epoch, q, the total sparsity after it, and ``by_magnitude`` (``pruned_smallest`` of the
-    step: the smallest weights went, per layer, or over all layers together with ``global_``)."""
-
-    name = "schedule"
-
-    def __init__(self, targets: dict[int, float], keep_between_steps: bool, global_: bool, *,
-                 prune_layer=None, prune_net=None, make_masks=None, keep_masks=None):
-        for arg, fn in (("prune_layer", prune_layer), ("prune_net", prune_net), ("make_masks", make_masks),
-                        ("keep_masks", keep_masks)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{arg}={fn!r}: allowed is None (labkit's) or a function")
-        self.targets = targets
-        self.keep_between_steps = keep_between_steps
-        self.global_ = global_
-        self.prune_layer, self.prune_net = prune_layer, prune_net
-        self.make_masks, self.keep_masks = make_masks, keep_masks
-        self.steps: list[dict] = []
-        self._keep = None
-
-    @property
-    def pruning_epochs(self) -> list[int]:
-        return list(self.targets)
-
-    def sparsity_at(self, epoch: int) -> float:
-        """The target (percent) of the latest pruning step at or before ``epoch``; 0 before the first."""
-        epoch = check_int("epoch", epoch, 0)
-        done = [e for e in self.targets if e <= epoch]
-        return self.targets[max(done)] if done else 0.0
-
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
-        if epoch in self.targets:
-            q = self.targets[epoch]
-            before = {name: layer.weight.detach().clone() for name, layer in prunable_layers(model)}
-            _prune(model, q, self.global_, self.prune_layer, self.prune_net)
-            self.steps.append({"epoch": epoch, "q": q, "sparsity": sparsity_report(model)["total"],
-                               "by_magnitude": pruned_smallest(before, model, self.global_)})
-            final = epoch == max(self.targets)
-            keep = final or self.keep_between_steps
-            self._keep = None
-            if keep:  # the masks of this step, read from its zeros
-                self._keep = _mask_callback(self.make_masks, self.keep_masks,
-                                            masks_from_zeros(model) if self.make_masks is None else None)
-        if self._keep is not None:
-            self._keep.on_epoch_start(epoch, model)
-
-    def after_step(self, model: nn.Module) -> None:
-        if self._keep is not None:
-            self._keep.after_step(model)
-
-
-class LinearSchedule(_PruneSchedule):
-    """The handout's iterative pruning: before epoch e < prune_epochs prune to
-    ``linear_sparsity(e, q_final, prune_epochs)`` percent (7(e+1)% by default). Pruned weights may
-    regrow until the final pruning step (epoch prune_epochs - 1); from then on the masks are kept."""
-
-    name = "linear"
-
-    def __init__(self, q_final: float = 70.0, prune_epochs: int = 10, global_: bool = False, **functions):
-        prune_epochs = check_int("prune_epochs", prune_epochs, 1)
-        super().__init__({e: linear_sparsity(e, q_final, prune_epochs) for e in range(prune_epochs)},
-                         keep_between_steps=False, global_=global_, **functions)
-
-
-class AGPSchedule(_PruneSchedule):
-    """Automated gradual pruning (Zhu & Gupta 2017): before epochs start_epoch + j * prune_every
-    (j = 0..n_steps-1) prune to ``agp_sparsity`` percent (s_final, s_initial are percentages like
-    q). As in the paper the masks are kept between steps, so a pruned weight never comes back and
-    each step only adds to the mask."""
-
-    name = "agp"
-
-    def __init__(self, s_final: float, s_initial: float = 0.0, start_epoch: int = 0, n_steps: int = 10,
-                 prune_every: int = 1, global_: bool = False, **functions):
-        start_epoch = check_int("start_epoch", start_epoch, 0)
-        n_steps = check_int("n_steps", n_steps, 1)
-        prune_every = check_int("prune_every", prune_every, 1)
-        epochs = [start_epoch + j * prune_every for j in range(n_steps)]
-        super().__init__({e: agp_sparsity(e, s_final, s_initial, start_epoch, n_steps, prune_every)
-                          for e in epochs}, keep_between_steps=True, global_=global_, **functions)
+    taken once; after every optimizer step ``keep_masks(net, masks)`` (default: labkit's in-place
+    multiply) zeros the pruned weights again (``MaskStep``). Pass the handout's two pieces to run a
+    student's own mask step. Extra keyword arguments go to ``fit`` (its ``callbacks`` run after the mask
+    step)."""
+    step = MaskStep(masks, make_masks=make_masks, keep_masks=keep_masks)
+    return fit(net, data, config, callbacks=(step, *fit_kwargs.pop("callbacks", ())), **fit_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -500,7 +376,7 @@ def sensitivity_scan(net: nn.Module, evaluate_fn, sparsities, layers=None, prune
     unknown = [name for name in names if name not in all_layers]
     if unknown:
         raise ValueError(f"layers={unknown}: allowed are the prunable layers {', '.join(all_layers)}")
-    qs = [_check_percent(q, f"sparsities[{i}]") for i, q in enumerate(sparsities)]
+    qs = [check_percent(q, f"sparsities[{i}]") for i, q in enumerate(sparsities)]
     was_training = net.training
     results = {}
     for name in tqdm(names, desc="sensitivity scan", unit="layer", disable=not progress, leave=False):
@@ -542,154 +418,3 @@ def from_torch_prune(net: nn.Module) -> dict[str, torch.Tensor]:
         masks[name] = layer.weight_mask.detach().bool()
         torch_prune.remove(layer, "weight")
     return masks
-
-
-# ---------------------------------------------------------------------------------------------------
-# Channel pruning
-
-
-@dataclass(frozen=True)
-class _ChannelCut:
-    """Output channels ``keep`` of conv ``producer`` survive; the BatchNorm ``norm`` after it (if
-    any) keeps the same entries and ``consumer`` the matching inputs (``block`` per channel)."""
-
-    producer: str
-    norm: str | None
-    consumer: str
-    keep: torch.Tensor
-    block: int
-
-    def input_index(self) -> torch.Tensor:
-        offsets = torch.arange(self.block, device=self.keep.device)
-        return (self.keep[:, None] * self.block + offsets).flatten()
-
-
-def _channel_groups(model: nn.Module) -> list[tuple[str, str | None, str]]:
-    """The model's declared ``channel_groups``: (producer conv, its BatchNorm or None, consumer)."""
-    groups = list(getattr(model, "channel_groups", ()))
-    if not groups:
-        raise ValueError(f"model={type(model).__name__} declares no channel_groups: allowed are models with "
-                         "conv layers that declare them (labkit.models' LeNet5, LeNet5Caffe, ResNetCIFAR)")
-    return groups
-
-
-def _module(model: nn.Module, name: str, allowed: tuple[type, ...], what: str = "channel pruning"
-            ) -> nn.Module:
-    module = model.get_submodule(name)
-    if not isinstance(module, allowed):
-        raise ValueError(f"{name} is a {type(module).__name__}: {what} handles only "
-                         f"{' / '.join(t.__name__ for t in allowed)} there")
-    return module
-
-
-def _channel_cuts(model: nn.Module, ratio: float) -> list[_ChannelCut]:
-    """Which output channels survive, chosen on ``model``'s current weights: the
-    max(1, round((1 - ratio) * C)) of largest L2 norm (ties: lower index first), in channel order."""
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-        raise TypeError(f"ratio={ratio!r}: allowed is a number in [0, 1)")
-    if not 0 <= ratio < 1:
-        raise ValueError(f"ratio={ratio!r}: allowed is a fraction in [0, 1) of output channels to remove")
-    cuts = []
-    for producer_name, norm_name, consumer_name in _channel_groups(model):
-        producer = _module(model, producer_name, (nn.Conv2d,))
-        if norm_name is not None:
-            _module(model, norm_name, (nn.BatchNorm2d,))
-        consumer = _module(model, consumer_name, (nn.Conv2d, nn.Linear))
-        channels = producer.weight.shape[0]
-        n_keep = max(1, round((1 - ratio) * channels))
-        norms = producer.weight.detach().flatten(1).norm(dim=1)
-        keep = norms.argsort(descending=True, stable=True)[:n_keep].sort().values
-        cuts.append(_ChannelCut(producer_name, norm_name, consumer_name, keep,
-                                consumer.weight.shape[1] // channels))
-    return cuts
-
-
-def channel_masks(model: nn.Module, ratio: float, keep_fn=None) -> dict[str, torch.Tensor]:
-    """Masks equivalent to ``channel_prune(model, ratio, keep_fn)``: the removed output channels of each
-    producer conv AND the matching input channels / features of the consumer are masked. Masking the
-    consumer's inputs is what makes it exact: a zeroed channel still leaves ReLU(BN(0)) or ReLU(bias)
-    != 0, which the consumer now ignores, so BatchNorm and biases need no change. After
-    ``apply_masks(copy, masks)`` the copy computes what the physical model computes (train or eval
-    mode) and its nonzero weights in these layers are the physical model's weights."""
-    masks: dict[str, torch.Tensor] = {}
-    for cut in _cuts(model, ratio, keep_fn):
-        producer, consumer = model.get_submodule(cut.producer), model.get_submodule(cut.consumer)
-        rows = torch.zeros_like(producer.weight, dtype=torch.bool)
-        rows[cut.keep] = True
-        cols = torch.zeros_like(consumer.weight, dtype=torch.bool)
-        cols[:, cut.input_index()] = True
-        masks[cut.producer] = masks.get(cut.producer, True) & rows
-        masks[cut.consumer] = masks.get(cut.consumer, True) & cols
-    return masks
-
-
-def _index_(module: nn.Module, name: str, dim: int, index: torch.Tensor) -> None:
-    """Keep only ``index`` along ``dim`` of the parameter or buffer ``module.<name>`` (None: skip)."""
-    old = getattr(module, name)
-    if old is None:
-        return
-    new = old.detach().index_select(dim, index)
-    setattr(module, name, nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new)
-
-
-def channel_prune(model: nn.Module, ratio: float, keep_fn=None) -> nn.Module:
-    """A physically smaller deep copy of ``model`` (which is left unchanged): in each producer conv
-    keep the max(1, round((1 - ratio) * C)) output channels of largest L2 norm, together with the
-    following BatchNorm's entries and the next layer's matching inputs, for each of the model's
-    ``channel_groups``. LeNet-5: conv1 (-> conv2) and
-    conv2 (-> fc1, whose input features come in 5x5 blocks per channel). ResNet-20: the inner
-    channels of each basic block (conv1 outputs, bn1, conv2 inputs); the residual width is intact.
-    Layer classes (quantized ones included) are kept; their size attributes are updated. ``keep_fn``
-    (see ``_cuts``) chooses the kept channels instead, e.g. a student's ``channels_to_keep``."""
-    cuts = _cuts(model, ratio, keep_fn)
-    small = copy.deepcopy(model)
-    for cut in cuts:
-        producer = small.get_submodule(cut.producer)
-        for name in ("weight", "bias"):
-            _index_(producer, name, 0, cut.keep)
-        producer.out_channels = len(cut.keep)
-        if cut.norm is not None:
-            norm = small.get_submodule(cut.norm)
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                _index_(norm, name, 0, cut.keep)
-            norm.num_features = len(cut.keep)
-        consumer = small.get_submodule(cut.consumer)
-        _index_(consumer, "weight", 1, cut.input_index())
-        size = "in_channels" if isinstance(consumer, nn.Conv2d) else "in_features"
-        setattr(consumer, size, consumer.weight.shape[1])
-    return small
-
-
-def _cuts(model: nn.Module, ratio: float, keep_fn=None) -> list[_ChannelCut]:
-    """``_channel_cuts``, or with each producer's kept channels chosen by ``keep_fn(weight, ratio)``, a
-    bool tensor of length C_out (True = kept)."""
-    if keep_fn is None:
-        return _channel_cuts(model, ratio)
-    cuts = []
-    for cut in _channel_cuts(model, ratio):  # checks the ratio and the architecture
-        weight = model.get_submodule(cut.producer).weight.detach()
-        keep = torch.as_tensor(keep_fn(weight.clone(), ratio))
-        if keep.dtype != torch.bool or tuple(keep.shape) != (weight.shape[0],):
-            name = getattr(keep_fn, "__name__", keep_fn)
-            raise ValueError(f"keep_fn={name!r} returned {keep.dtype} of shape "
-                             f"{tuple(keep.shape)} for {cut.producer}: allowed is a bool tensor of shape "
-                             f"({weight.shape[0]},), True for each output channel kept")
-        index = keep.nonzero().flatten().to(cut.keep.device)
-        if not len(index):
-            raise ValueError(f"keep_fn keeps no output channel of {cut.producer}: allowed is at least one")
-        cuts.append(_ChannelCut(cut.producer, cut.norm, cut.consumer, index, cut.block))
-    return cuts
-
-
-def keeps_largest_channels(weight: torch.Tensor, keep, ratio: float) -> bool:
-    """Whether ``keep`` (bool per output channel of a conv ``weight``) is channel pruning's choice at
-    ``ratio``: exactly max(1, round((1 - ratio) C_out)) channels, none with a smaller L2 norm than a
-    removed one (ties may go either way)."""
-    keep = torch.as_tensor(keep)
-    norms = weight.detach().flatten(1).norm(dim=1)
-    if keep.dtype != torch.bool or keep.shape != norms.shape:
-        return False
-    n_keep = max(1, round((1 - ratio) * len(norms)))
-    if int(keep.sum()) != n_keep:
-        return False
-    return n_keep == len(norms) or bool(norms[keep].min() >= norms[~keep].max())

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from labkit import HOME
 
-PROFILES = ("quick", "full", "tiny")
 NOTEBOOKS = HOME / "notebooks"
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from labkit import device as policy
 from labkit.data import Dataset
 
-SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "constant")  # learning-rate schedules (labs.PRUNE_SCHEDULES: pruning)
 
 
 @dataclass
@@ -47,8 +47,8 @@ class TrainConfig:
     amp: bool = True
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r}: allowed are {', '.join(SCHEDULES)}")
+        if self.schedule not in LR_SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r}: allowed are {', '.join(LR_SCHEDULES)}")
         for name, low in (("epochs", 0), ("batch_size", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import compress, huffman, prune, quant, sparse
+from labkit import codec, huffman, prune, quant, sharing, sparse
 
 NAN = float("nan")
 CASES = [
@@ -20,8 +20,8 @@ CASES = [
     ("apply_masks(net, {'0': 0.5 everywhere})",
      lambda: prune.apply_masks(nn.Sequential(nn.Linear(4, 3)), {"0": torch.full((3, 4), 0.5)}), ValueError,
      "holds values other than 0 and 1"),
-    ("KeepMasks({'0': 2 everywhere}).after_step(net)",
-     lambda: prune.KeepMasks({"0": torch.full((3, 4), 2)}).after_step(nn.Sequential(nn.Linear(4, 3))),
+    ("MaskStep({'0': 2 everywhere}).after_step(net)",
+     lambda: prune.MaskStep({"0": torch.full((3, 4), 2)}).after_step(nn.Sequential(nn.Linear(4, 3))),
      ValueError, "holds values other than 0 and 1"),
     ("prune_by_percentage(nn.Linear(0, 3), 50)", lambda: prune.prune_by_percentage(nn.Linear(0, 3), 50),
      ValueError, "the weight is empty"),
@@ -29,12 +29,12 @@ CASES = [
      "its range overflows torch.float32"),
     ("quantize(tensor([]), 8)", lambda: quant.quantize(torch.tensor([]), 8), ValueError, "w is empty"),
     ("LSQQuantizer(8)(tensor([]))", lambda: quant.LSQQuantizer(8)(torch.tensor([])), ValueError, "is empty"),
-    ("kmeans_1d(tensor([1, nan, 2, 3]), 2)", lambda: compress.kmeans_1d(torch.tensor([1, NAN, 2, 3]), 2),
+    ("kmeans_1d(tensor([1, nan, 2, 3]), 2)", lambda: sharing.kmeans_1d(torch.tensor([1, NAN, 2, 3]), 2),
      ValueError, "values hold 1 NaN/Inf"),
     ("nearest_centroid(values, tensor([2., 0., 1.]))",
-     lambda: compress.nearest_centroid(torch.tensor([0.1, 0.9]), torch.tensor([2.0, 0.0, 1.0])), ValueError,
+     lambda: sharing.nearest_centroid(torch.tensor([0.1, 0.9]), torch.tensor([2.0, 0.0, 1.0])), ValueError,
      "allowed are ascending centroids"),
-    ("relative_indices([0.5, 3.7], 4)", lambda: compress.relative_indices([0.5, 3.7], 4), TypeError,
+    ("relative_indices([0.5, 3.7], 4)", lambda: codec.relative_indices([0.5, 3.7], 4), TypeError,
      "positions holds float64 values"),
     ("huffman_encode([0.5, 1.5])", lambda: huffman.huffman_encode([0.5, 1.5]), TypeError,
      "symbols holds float64 values"),
@@ -52,8 +52,8 @@ def test_the_checks_keep_the_inputs_that_are_allowed():
     before = net[0].weight.detach().clone()
     prune.apply_masks(net, {"0": torch.ones(3, 4, dtype=torch.int64)})  # 0/1 ints read as a bool mask
     assert torch.equal(net[0].weight, before)
-    assert compress.relative_indices(torch.tensor([1, 5]), 4)[0].tolist() == [1, 3]  # int tensors
-    assert compress.relative_indices([], 4)[0].size == 0 and huffman.huffman_encode([]) == ([], b"", 0)
+    assert codec.relative_indices(torch.tensor([1, 5]), 4)[0].tolist() == [1, 3]  # int tensors
+    assert codec.relative_indices([], 4)[0].size == 0 and huffman.huffman_encode([]) == ([], b"", 0)
     centroids = torch.tensor([0.0, 0.5, 1.0])
-    assert compress.nearest_centroid(torch.tensor([0.4, 0.6]), centroids).tolist() == [1, 1]
+    assert sharing.nearest_centroid(torch.tensor([0.4, 0.6]), centroids).tolist() == [1, 1]
     np.testing.assert_array_equal(sparse.project_topk([3.0, -1.0, 2.0], 2), [3.0, 0.0, 2.0])

@@ -52,7 +52,7 @@ def test_every_blank_labkit_implements_under_its_own_name_is_marked_for_its_note
                 if callable(fn) and getattr(fn, "__module__", None) == module.__name__:
                     found += 1
                     assert getattr(fn, "__student_writes__", None) == nb.stem, (module.__name__, name)
-    assert found >= 8  # sparse's four, prune's two, compress's two
+    assert found >= 8  # sparse's four, prune's two, sharing's one, codec's one
 
 
 @pytest.mark.skipif(sandbox.available() is not None, reason="bubblewrap is not installed")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import hostile
+import lab_lists
 import nbformat
 import pytest
 
@@ -20,9 +21,7 @@ from labkit.results import totals
 
 pytestmark = pytest.mark.skipif(sandbox.available() is not None, reason="bubblewrap is not installed")
 
-FAST = ("00_concepts", "01_sparse_linear")  # quick profile, in make test
-SLOW = ("02_pruning_resnet20", "03_quantization_resnet20", "04_lenet5_lsq", "05_lenet5_pruning",
-        "06_deep_compression", "07_deployment")  # tiny profile, in make test-grading
+FAST, SLOW = lab_lists.FAST, lab_lists.TRAINING  # quick profile in make test; tiny in make test-grading
 
 
 def _totals(rows):

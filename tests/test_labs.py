@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import checkpoints, labs, prune, train
+from labkit import checkpoints, labs, prune, schedules, train
 from labkit.models import lenet5, resnet20
 from labkit.profiles import FULL, QUICK, Profile
 from labkit.quant import QConv2d
@@ -57,12 +57,12 @@ def test_prune_schedule_linear_and_agp():
     agp = labs.prune_schedule(TINY, q_final=80, schedule="agp")
     assert agp.targets == {0: 70.0, 1: 80.0}  # 80 * (1 - (1 - 1/2)**3), then 80
     assert len(labs.prune_schedule(FULL).targets) == 10
-    assert prune.AGPSchedule(50, start_epoch=2, n_steps=1).sparsity_at(1) == 0.0  # before the first step
+    assert schedules.AGPSchedule(50, start_epoch=2, n_steps=1).sparsity_at(1) == 0.0  # before the first step
     with pytest.raises(ValueError, match="schedule='cubic'"):
         labs.prune_schedule(TINY, schedule="cubic")
 
 
-@pytest.mark.parametrize("schedule", labs.SCHEDULES)
+@pytest.mark.parametrize("schedule", labs.PRUNE_SCHEDULES)
 def test_iterative_prune_reaches_the_final_sparsity_and_keeps_it(tiny_data, schedule):
     torch.manual_seed(0)
     model = lenet5()

@@ -6,7 +6,9 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
+from labkit import channel_pruning as CP
 from labkit import prune as P
+from labkit import schedules as S
 from labkit.data import Dataset
 from labkit.models import LeNet5, lenet5, lenet5_caffe, lenet_300_100, resnet20
 from labkit.train import TrainConfig, fit
@@ -202,19 +204,19 @@ def test_sparsity_report_and_format():
 def test_keep_masks_survive_momentum_and_weight_decay():
     net = tiny_mlp()
     masks = P.global_prune_by_percentage(net, 60)
-    sgd_steps(net, 100, P.KeepMasks(masks))
+    sgd_steps(net, 100, P.MaskStep(masks))
     for name, layer in P.prunable_layers(net):
         assert torch.all(layer.weight[~masks[name]] == 0)
         assert torch.all(layer.weight[masks[name]] != 0)
     control = tiny_mlp()
     control_masks = P.global_prune_by_percentage(control, 60)
     sgd_steps(control, 5)
-    assert torch.all(control[0].weight[~control_masks["0"]] != 0)  # without KeepMasks they regrow
+    assert torch.all(control[0].weight[~control_masks["0"]] != 0)  # without MaskStep they regrow
 
 
 def test_keep_masks_applies_masks_at_epoch_start():
     net = two_layers([[1, 2], [3, 4]], [[1, 2], [3, 4]])
-    P.KeepMasks({"0": torch.tensor([[True, False], [False, True]])}).on_epoch_start(0, net)
+    P.MaskStep({"0": torch.tensor([[True, False], [False, True]])}).on_epoch_start(0, net)
     assert net[0].weight.tolist() == [[1, 0], [0, 4]] and net[1].weight.tolist() == [[1, 2], [3, 4]]
 
 
@@ -307,39 +309,39 @@ def test_pruned_smallest_per_layer_and_global():
 
 
 def test_linear_sparsity_by_hand():
-    assert [P.linear_sparsity(e) for e in range(12)] == [7 * (e + 1) for e in range(10)] + [70, 70]
-    assert [P.linear_sparsity(e, 50, 4) for e in range(4)] == [12.5, 25, 37.5, 50]
-    schedule = P.LinearSchedule(q_final=50, prune_epochs=4)
+    assert [S.linear_sparsity(e) for e in range(12)] == [7 * (e + 1) for e in range(10)] + [70, 70]
+    assert [S.linear_sparsity(e, 50, 4) for e in range(4)] == [12.5, 25, 37.5, 50]
+    schedule = S.LinearSchedule(q_final=50, prune_epochs=4)
     assert schedule.targets == {0: 12.5, 1: 25, 2: 37.5, 3: 50} and schedule.pruning_epochs == [0, 1, 2, 3]
 
 
 def test_agp_sparsity_by_hand():
     # s_f + (s_i - s_f)(1 - k/4)^3 with s_f = 80: 80 * (1 - 27/64), 80 * (1 - 1/8), 80 * (1 - 1/64), 80
-    assert [P.agp_sparsity(e, 80, n_steps=4) for e in range(6)] == [46.25, 70, 78.75, 80, 80, 80]
+    assert [S.agp_sparsity(e, 80, n_steps=4) for e in range(6)] == [46.25, 70, 78.75, 80, 80, 80]
     # start 2, every 2: steps before epochs 2 and 4; 20 + (10 - 20)(1 - k/2)^3
-    assert [P.agp_sparsity(e, 20, 10, start_epoch=2, n_steps=2, prune_every=2) for e in range(6)] == [
+    assert [S.agp_sparsity(e, 20, 10, start_epoch=2, n_steps=2, prune_every=2) for e in range(6)] == [
         10, 10, 18.75, 18.75, 20, 20]
-    assert P.AGPSchedule(20, 10, start_epoch=2, n_steps=2, prune_every=2).targets == {2: 18.75, 4: 20}
+    assert S.AGPSchedule(20, 10, start_epoch=2, n_steps=2, prune_every=2).targets == {2: 18.75, 4: 20}
 
 
 def test_schedule_errors():
     with pytest.raises(ValueError, match="q_final=150"):
-        P.LinearSchedule(q_final=150)
+        S.LinearSchedule(q_final=150)
     with pytest.raises(ValueError, match="prune_epochs=0"):
-        P.LinearSchedule(prune_epochs=0)
+        S.LinearSchedule(prune_epochs=0)
     with pytest.raises(TypeError, match="prune_epochs=1.5"):
-        P.LinearSchedule(prune_epochs=1.5)
+        S.LinearSchedule(prune_epochs=1.5)
     with pytest.raises(ValueError, match="s_initial=50.0 > s_final=20.0"):
-        P.AGPSchedule(20, 50)
+        S.AGPSchedule(20, 50)
     with pytest.raises(ValueError, match="n_steps=0"):
-        P.AGPSchedule(20, n_steps=0)
+        S.AGPSchedule(20, n_steps=0)
     with pytest.raises(ValueError, match="epoch=-1"):
-        P.linear_sparsity(-1)
+        S.linear_sparsity(-1)
 
 
 def test_linear_schedule_recovers_until_the_final_step_then_keeps():
     net = tiny_mlp()
-    schedule = P.LinearSchedule(q_final=60, prune_epochs=3)
+    schedule = S.LinearSchedule(q_final=60, prune_epochs=3)
     schedule.on_epoch_start(0, net)  # 20%
     pruned_at_0 = net[0].weight.detach() == 0
     assert pruned_at_0.float().mean() == pytest.approx(0.2, abs=0.01)
@@ -361,7 +363,7 @@ def test_linear_schedule_recovers_until_the_final_step_then_keeps():
 def test_linear_schedule_through_fit():
     net = tiny_convnet()
     config = TrainConfig(epochs=3, batch_size=8, augment=False, lr=0.05)
-    fit(net, tiny_dataset(), config, callbacks=[P.LinearSchedule(q_final=50, prune_epochs=2)],
+    fit(net, tiny_dataset(), config, callbacks=[S.LinearSchedule(q_final=50, prune_epochs=2)],
         device="cpu", progress=False)
     # 50th percentile of 36 and of 432 weights: index 17.5 and 215.5, so exactly half of each is zero
     assert P.sparsity_report(net) == {"0": 0.5, "3": 0.5, "total": 0.5}
@@ -369,7 +371,7 @@ def test_linear_schedule_through_fit():
 
 def test_agp_keeps_masks_between_steps_and_global_option():
     net = tiny_mlp()
-    schedule = P.AGPSchedule(80, n_steps=2, global_=True)
+    schedule = S.AGPSchedule(80, n_steps=2, global_=True)
     schedule.on_epoch_start(0, net)  # 80 * (1 - 1/8) = 70% over all weights together
     pruned_at_0 = [layer.weight.detach() == 0 for _, layer in P.prunable_layers(net)]
     assert P.sparsity_report(net)["total"] == pytest.approx(0.7, abs=0.01)
@@ -396,8 +398,8 @@ def test_schedules_run_the_given_functions_and_record_each_step(global_):
         P.global_prune_by_percentage(net, q)
 
     reference, net = tiny_mlp(), tiny_mlp()
-    ref_schedule = P.LinearSchedule(60, prune_epochs=2, global_=global_)
-    schedule = P.LinearSchedule(60, prune_epochs=2, global_=global_, prune_layer=prune_layer,
+    ref_schedule = S.LinearSchedule(60, prune_epochs=2, global_=global_)
+    schedule = S.LinearSchedule(60, prune_epochs=2, global_=global_, prune_layer=prune_layer,
                                 prune_net=prune_net, make_masks=handout_masks, keep_masks=handout_keep)
     for epoch in range(4):
         for s, model in ((ref_schedule, reference), (schedule, net)):
@@ -417,11 +419,11 @@ def test_a_per_layer_prune_net_is_not_by_magnitude_over_all_layers():
             P.prune_by_percentage(layer, q)
 
     net = two_layers([[1, 2], [3, 4]], [[10, 20], [30, 40]])
-    schedule = P.LinearSchedule(50, prune_epochs=1, global_=True, prune_net=per_layer)
+    schedule = S.LinearSchedule(50, prune_epochs=1, global_=True, prune_net=per_layer)
     schedule.on_epoch_start(0, net)
     assert schedule.steps == [{"epoch": 0, "q": 50.0, "sparsity": 0.5, "by_magnitude": False}]
     with pytest.raises(TypeError, match="prune_layer=3"):
-        P.LinearSchedule(prune_layer=3)
+        S.LinearSchedule(prune_layer=3)
 
 
 # --- sensitivity scan ------------------------------------------------------------------------------
@@ -548,8 +550,8 @@ def test_channel_prune_equals_channel_masks(make, x_shape):
     torch.manual_seed(0)
     model = randomize_batchnorm(make()).eval()
     original = copy.deepcopy(model)
-    small = P.channel_prune(model, 0.5)
-    masks = P.channel_masks(model, 0.5)
+    small = CP.channel_prune(model, 0.5)
+    masks = CP.channel_masks(model, 0.5)
     masked = copy.deepcopy(model)
     P.apply_masks(masked, masks)
     x = torch.randn(x_shape)
@@ -564,7 +566,7 @@ def test_channel_prune_equals_channel_masks(make, x_shape):
 
 def test_channel_prune_lenet5_shapes_and_param_count():
     model = lenet5()
-    small = P.channel_prune(model, 0.5)
+    small = CP.channel_prune(model, 0.5)
     assert small.conv1.weight.shape == (3, 1, 5, 5) and small.conv1.out_channels == 3
     assert small.conv2.weight.shape == (8, 3, 5, 5) and small.conv2.in_channels == 3
     assert small.fc1.weight.shape == (120, 200) and small.fc1.in_features == 200
@@ -574,7 +576,7 @@ def test_channel_prune_lenet5_shapes_and_param_count():
 
 def test_channel_prune_resnet20_keeps_residual_width():
     model = resnet20()
-    small = P.channel_prune(model, 0.5)
+    small = CP.channel_prune(model, 0.5)
     block = small.body_op[3]  # first block of stage 2: 16 -> 32 wide
     assert block.conv1.weight.shape == (16, 16, 3, 3) and block.bn1.num_features == 16
     assert block.bn1.running_mean.shape == (16,)
@@ -594,32 +596,32 @@ def test_channel_prune_keeps_largest_l2_channels():
             model.conv1.weight[c] = value
         for c in range(16):
             model.conv2.weight[c] *= (c + 1) / model.conv2.weight[c].norm()  # norms 1..16
-    small = P.channel_prune(model, 0.5)  # keep conv1 channels 0, 1, 4 (in order) and conv2's 8..15
+    small = CP.channel_prune(model, 0.5)  # keep conv1 channels 0, 1, 4 (in order) and conv2's 8..15
     assert type(small) is LeNet5
     torch.testing.assert_close(small.conv1.weight, model.conv1.weight[[0, 1, 4]])
     torch.testing.assert_close(small.conv1.bias, model.conv1.bias[[0, 1, 4]])
     torch.testing.assert_close(small.conv2.weight, model.conv2.weight[8:][:, [0, 1, 4]])
     torch.testing.assert_close(small.fc1.weight, model.fc1.weight[:, 8 * 25:])
-    tiny = P.channel_prune(model, 0.99)  # round(0.06) = 0 -> at least one channel
+    tiny = CP.channel_prune(model, 0.99)  # round(0.06) = 0 -> at least one channel
     assert tiny.conv1.out_channels == 1 and tiny.conv2.out_channels == 1 and tiny.fc1.in_features == 25
-    same = P.channel_prune(model, 0)
+    same = CP.channel_prune(model, 0)
     assert params_equal(same, model)
 
 
 def test_channel_prune_errors():
     for ratio in (-0.1, 1, 1.5):
         with pytest.raises(ValueError, match=f"ratio={ratio}"):
-            P.channel_prune(lenet5(), ratio)
+            CP.channel_prune(lenet5(), ratio)
     with pytest.raises(TypeError, match="ratio='0.5'"):
-        P.channel_masks(lenet5(), "0.5")
+        CP.channel_masks(lenet5(), "0.5")
     with pytest.raises(ValueError, match="model=Sequential declares no channel_groups"):
-        P.channel_prune(nn.Sequential(nn.Conv2d(1, 2, 3)), 0.5)
+        CP.channel_prune(nn.Sequential(nn.Conv2d(1, 2, 3)), 0.5)
     with pytest.raises(ValueError, match="model=LeNet300100 declares no channel_groups"):
-        P.channel_masks(lenet_300_100(), 0.5)
+        CP.channel_masks(lenet_300_100(), 0.5)
     model = lenet5()
     model.conv2 = nn.Identity()
     with pytest.raises(ValueError, match="conv2 is a Identity"):
-        P.channel_masks(model, 0.5)
+        CP.channel_masks(model, 0.5)
 
 
 # --- channel pruning by a given choice of channels (notebook 05's channels_to_keep) ----------------------
@@ -643,34 +645,34 @@ def _smallest_norms(weight, ratio):
 def test_channel_prune_keep_fn_the_largest_norms_is_channel_prune(make):
     torch.manual_seed(0)
     model = make().eval()
-    ours, theirs = P.channel_prune(model, 0.3), P.channel_prune(model, 0.3, keep_fn=_largest_norms)
+    ours, theirs = CP.channel_prune(model, 0.3), CP.channel_prune(model, 0.3, keep_fn=_largest_norms)
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(),
                                                   strict=True))
-    masks, by = P.channel_masks(model, 0.3), P.channel_masks(model, 0.3, keep_fn=_largest_norms)
+    masks, by = CP.channel_masks(model, 0.3), CP.channel_masks(model, 0.3, keep_fn=_largest_norms)
     assert masks.keys() == by.keys() and all(torch.equal(masks[k], by[k]) for k in masks)
 
 
 def test_channel_prune_keep_fn_another_choice_cuts_those_channels():
     torch.manual_seed(0)
     model = lenet5().eval()
-    small = P.channel_prune(model, 0.5, keep_fn=_smallest_norms)
+    small = CP.channel_prune(model, 0.5, keep_fn=_smallest_norms)
     keep = _smallest_norms(model.conv1.weight, 0.5).nonzero().flatten()
     assert torch.equal(small.conv1.weight, model.conv1.weight[keep])
     masked = copy.deepcopy(model)
-    P.apply_masks(masked, P.channel_masks(model, 0.5, keep_fn=_smallest_norms))
+    P.apply_masks(masked, CP.channel_masks(model, 0.5, keep_fn=_smallest_norms))
     x = torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(small(x), masked(x))
-    assert not P.keeps_largest_channels(model.conv1.weight, _smallest_norms(model.conv1.weight, 0.5), 0.5)
-    assert P.keeps_largest_channels(model.conv1.weight, _largest_norms(model.conv1.weight, 0.5), 0.5)
-    assert P.keeps_largest_channels(model.conv1.weight, _largest_norms(model.conv1.weight, 0.0), 0.0)
-    assert not P.keeps_largest_channels(model.conv1.weight, torch.ones(6), 0.0)  # not a bool mask
+    assert not CP.keeps_largest_channels(model.conv1.weight, _smallest_norms(model.conv1.weight, 0.5), 0.5)
+    assert CP.keeps_largest_channels(model.conv1.weight, _largest_norms(model.conv1.weight, 0.5), 0.5)
+    assert CP.keeps_largest_channels(model.conv1.weight, _largest_norms(model.conv1.weight, 0.0), 0.0)
+    assert not CP.keeps_largest_channels(model.conv1.weight, torch.ones(6), 0.0)  # not a bool mask
 
 
 def test_channel_prune_keep_fn_refuses_a_bad_choice():
     model = lenet5()
     with pytest.raises(ValueError, match="bool tensor of shape"):
-        P.channel_prune(model, 0.5, keep_fn=lambda w, r: torch.ones(3, dtype=torch.bool))
+        CP.channel_prune(model, 0.5, keep_fn=lambda w, r: torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="keeps no output channel"):
-        P.channel_masks(model, 0.5, keep_fn=lambda w, r: torch.zeros(w.shape[0], dtype=torch.bool))
+        CP.channel_masks(model, 0.5, keep_fn=lambda w, r: torch.zeros(w.shape[0], dtype=torch.bool))
     with pytest.raises(ValueError, match="ratio"):
-        P.channel_prune(model, 1.0, keep_fn=_largest_norms)
+        CP.channel_prune(model, 1.0, keep_fn=_largest_norms)

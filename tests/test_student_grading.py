@@ -22,6 +22,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import lab_lists
 import nbformat
 import pytest
 
@@ -29,9 +30,7 @@ from labkit import autograde, cells, release, runner
 from labkit.results import NOTES, Result, Status, totals
 
 PLANTED = Path(__file__).parent / "planted"
-LABS = {"00_concepts": "quick", "01_sparse_linear": "quick", "02_pruning_resnet20": "tiny",
-        "03_quantization_resnet20": "tiny", "04_lenet5_lsq": "tiny", "05_lenet5_pruning": "tiny",
-        "06_deep_compression": "tiny", "07_deployment": "tiny"}
+LABS = lab_lists.PROFILE
 FORGE = '''import json as _json
 from labkit import answers as _a, grading as _g
 _doc = _json.loads((_g.REFERENCES_DIR / "{lab}.quick.json").read_text())

@@ -80,7 +80,7 @@ def test_evaluate_restores_mode(tiny_data):
     assert net.training and 0 <= acc <= 1 and loss > 0
 
 
-@pytest.mark.parametrize("schedule", train.SCHEDULES)
+@pytest.mark.parametrize("schedule", train.LR_SCHEDULES)
 def test_lr_schedules_start_high_and_end_low(schedule):
     f = [train._lr_factor(schedule, s, 100) for s in range(100)]
     assert f[0] == pytest.approx(1.0)
