@@ -133,13 +133,15 @@ class Material:
         return None if doc is None else doc["questions"]
 
 
-def load_material(lab: str, instructor: Path | None = None) -> Material:
+def load_material(lab: str, instructor: Path | None = None, source: Path | None = None) -> Material:
     """The lab's source notebook and references from ``instructor``'s folder (default: the kit's
-    notebooks and public references, which hold no hidden cases). Code cells without an id get the one
+    notebooks and public references, which hold no hidden cases; ``source``: this notebook instead, e.g.
+    a new lab outside the kit's notebooks/). Code cells without an id get the one
     :func:`labkit.cells.tag` gives them, as ``labkit release`` does."""
     import nbformat
 
-    source = (Path(instructor) / f"{lab}.ipynb") if instructor else resolve_notebook(lab)
+    if source is None:
+        source = (Path(instructor) / f"{lab}.ipynb") if instructor else resolve_notebook(lab)
     refs = references_dir(instructor)
     docs = {p.name: grading.read_references(p) for p in refs.glob(f"{lab}.*.json")}
     catalog = grading.reference_name(lab, "quick", None)
