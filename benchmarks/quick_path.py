@@ -1,7 +1,7 @@
 """The quick path's time per notebook: ``labkit run`` of every notebook (quick profile, embedded data, with
 grading) at one git revision against another, on this machine, in one process.
 
-    .venv/bin/python benchmarks/quick_path.py --baseline REV [--candidate HEAD] [--notebooks 02_... ...]
+    .venv/bin/python benchmarks/quick_path.py [--baseline 73cb15a] [--candidate HEAD] [--notebooks 02_... ...]
                                               [--out runs/quick_path.json]
 
 Each revision is checked out into its own temporary ``git worktree`` (so each starts as a clean checkout
@@ -30,6 +30,7 @@ from labkit import runner
 from labkit.atomic import atomic_open
 
 REPO = Path(__file__).resolve().parent.parent
+SESSION_10 = "73cb15a"  # the last commit before issue 25 made the quick profile lighter
 
 
 def cpu_name() -> str:
@@ -62,7 +63,8 @@ def run_notebook(tree: Path, notebook: str) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", required=True, help="git revision to compare against")
+    parser.add_argument("--baseline", default=SESSION_10,
+                        help="git revision to compare against (default: session 10's quick profile)")
     parser.add_argument("--candidate", default="HEAD", help="git revision to time (default HEAD)")
     parser.add_argument("--notebooks", nargs="+", default=[path.stem for path in runner.lab_notebooks()])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "quick_path.json")
