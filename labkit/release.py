@@ -69,8 +69,8 @@ def versions(source: str | Path) -> tuple[str, autograde.Material, object, objec
     instructor's notebook (nbgrader metadata from the references, outputs stripped), the student version
     and the blanked function names."""
     lab = autograde.lab_of(Path(source))
+    nb = runner.read_notebook(source)  # first: a file that is no notebook is refused in one clear line
     material = autograde.load_material(lab, source=Path(source))
-    nb = runner.read_notebook(source)
     cells.tag(nb, {q: e["points"] for q, e in material.catalog().items()})
     for cell in nb.cells:
         if cell.cell_type == "code":
