@@ -136,12 +136,11 @@ def _references(args) -> int:
 def _tag(args) -> int:
     import nbformat
 
-    from labkit import cells, grading
+    from labkit import autograde, cells
     from labkit.atomic import atomic_open
 
     for nb_path in find_notebooks(args.notebooks):  # the catalog of the notebook given, wherever it lies
-        catalog = grading.read_references(grading.kit_references()
-                                          / grading.reference_name(nb_path.stem, "quick", None))["questions"]
+        catalog = autograde.load_material(nb_path.stem, source=nb_path).catalog()
         nb = nbformat.read(nb_path, as_version=4)
         before = nbformat.writes(nb)
         added = cells.tag(nb, {q: e["points"] for q, e in catalog.items()})
